@@ -1,0 +1,66 @@
+//! The types that cross the library boundary. Only FFI-safe, layout-checked
+//! types: strings, results, an atomic flag and integers. Params, results,
+//! configs and schemas travel as JSON text. Frozen per plugin-api minor version:
+//! a field added here makes hosts refuse older plugins.
+
+use std::sync::atomic::AtomicBool;
+
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{RResult, RStr, RString};
+use abi_stable::{package_version_strings, StableAbi};
+
+/// An error crossing the boundary: an [`ErrorKind`](crate::ErrorKind) code and a message.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct FfiError {
+    pub code: u32,
+    pub message: RString,
+}
+
+/// The call context crossing the boundary.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiCallContext<'a> {
+    pub cancel: &'a AtomicBool,
+    /// Deadline in milliseconds since the Unix epoch.
+    pub deadline_unix_ms: u64,
+    pub worker_id: RStr<'a>,
+}
+
+pub type FfiResult<T> = RResult<T, FfiError>;
+
+/// The root module every plugin library exports. All functions catch panics.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// The plugin-api version the library was built against.
+    pub api_version: extern "C" fn() -> RStr<'static>,
+    /// JSON of [`PluginInfo`](crate::PluginInfo).
+    pub info: extern "C" fn() -> FfiResult<RString>,
+    /// JSON array of [`ToolInfo`](crate::ToolInfo).
+    pub tools: extern "C" fn() -> FfiResult<RString>,
+    /// Builds the plugin object if needed and warms it up with a JSON config.
+    pub warmup: extern "C" fn(config: RStr<'_>) -> FfiResult<()>,
+    pub shutdown: extern "C" fn() -> FfiResult<()>,
+    /// Creates session `session_id` from a JSON config.
+    pub initialize: extern "C" fn(session_id: RStr<'_>, config: RStr<'_>) -> FfiResult<()>,
+    pub cleanup: extern "C" fn(session_id: RStr<'_>) -> FfiResult<()>,
+    /// Runs `tool` with JSON params in a session (empty id: none); returns JSON.
+    #[sabi(last_prefix_field)]
+    pub call: extern "C" fn(
+        session_id: RStr<'_>,
+        tool: RStr<'_>,
+        params: RStr<'_>,
+        ctx: &FfiCallContext<'_>,
+    ) -> FfiResult<RString>,
+}
+
+impl RootModule for PluginModRef {
+    abi_stable::declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = "agentflow_plugin";
+    const NAME: &'static str = "agentflow_plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}

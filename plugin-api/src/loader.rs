@@ -1,0 +1,243 @@
+//! The host side of the boundary: open a plugin library, check it, and call it
+//! through safe methods. Loading runs the library's code: only load files you trust.
+
+use std::ffi::CStr;
+use std::os::raw::c_char;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::std_types::{RResult, RStr, RString};
+use semver::{Version, VersionReq};
+
+use crate::export::unix_ms;
+use crate::ffi::{FfiCallContext, FfiError, PluginModRef};
+use crate::{ErrorKind, PluginError, PluginInfo, ToolInfo, API_VERSION, API_VERSION_SYMBOL};
+
+/// Why a library could not be used as a plugin. Messages are short and readable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be opened as a shared library (missing, truncated, not ELF).
+    #[error("cannot open library: {0}")]
+    Open(String),
+    /// The library exports no plugin-api version: it is not an AgentFlow plugin.
+    #[error("not an AgentFlow plugin (no `{API_VERSION_SYMBOL}` symbol)")]
+    NotAPlugin,
+    /// Built against a plugin-api version this host cannot load.
+    #[error("built against plugin-api {found}, but this host needs plugin-api {required}")]
+    IncompatibleApi { found: String, required: String },
+    /// The ABI layout check failed (the long report is summarized).
+    #[error("ABI layout mismatch with this host's plugin-api: {0}")]
+    AbiMismatch(String),
+    /// The plugin's info or tool list could not be read.
+    #[error("invalid plugin metadata: {0}")]
+    BadMetadata(String),
+}
+
+/// The plugin-api versions this host accepts: the same major version (for
+/// 0.x, the same minor), as semver's caret requirement says.
+pub fn compatible_versions() -> VersionReq {
+    let host = Version::parse(API_VERSION).unwrap_or_else(|_| Version::new(0, 0, 0));
+    let req = if host.major == 0 {
+        format!("^0.{}", host.minor)
+    } else {
+        format!("^{}", host.major)
+    };
+    VersionReq::parse(&req).unwrap_or(VersionReq::STAR)
+}
+
+/// A loaded, version- and layout-checked plugin library. Libraries are never
+/// unloaded; to load a new version, load a copy at another path.
+#[derive(Clone)]
+pub struct LoadedPlugin {
+    module: PluginModRef,
+    info: PluginInfo,
+    tools: Vec<ToolInfo>,
+    api_version: String,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("info", &self.info)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Reads the plugin-api version a library was built against, without running
+/// any of its layout-checked code.
+fn read_api_version(path: &Path) -> Result<String, LoadError> {
+    // SAFETY: loading a library runs its initializers; the caller chose to trust
+    // this file. The handle is leaked on purpose: libraries are never unloaded.
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open(short(&e.to_string())))?;
+    let version = {
+        // SAFETY: the symbol is declared by `export_plugin!` with this signature.
+        let sym: libloading::Symbol<'_, extern "C" fn() -> *const c_char> =
+            unsafe { lib.get(API_VERSION_SYMBOL.as_bytes()) }.map_err(|_| LoadError::NotAPlugin)?;
+        let ptr = sym();
+        if ptr.is_null() {
+            return Err(LoadError::NotAPlugin);
+        }
+        // SAFETY: the plugin returns a pointer to a static nul-terminated string.
+        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+    };
+    std::mem::forget(lib);
+    Ok(version)
+}
+
+fn short(s: &str) -> String {
+    let first = s.lines().next().unwrap_or(s);
+    if first.len() > 300 {
+        let mut end = 300;
+        while !first.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &first[..end])
+    } else {
+        first.to_string()
+    }
+}
+
+fn summarize_library_error(e: &LibraryError) -> LoadError {
+    match e {
+        LibraryError::AbiInstability(_) => {
+            let text = e.to_string();
+            // The full report is many kilobytes; keep the lines that say what differs.
+            let key: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| {
+                    l.contains("too many fields")
+                        || l.contains("Error:")
+                        || l.contains("mismatch")
+                        || l.contains("different")
+                })
+                .take(3)
+                .collect();
+            let summary = if key.is_empty() { short(&text) } else { short(&key.join("; ")) };
+            LoadError::AbiMismatch(summary)
+        }
+        LibraryError::OpenError { .. } => LoadError::Open(short(&e.to_string())),
+        LibraryError::GetSymbolError { .. } => LoadError::NotAPlugin,
+        _ => LoadError::AbiMismatch(short(&e.to_string())),
+    }
+}
+
+fn from_ffi(e: FfiError) -> PluginError {
+    PluginError::new(ErrorKind::from_code(e.code), e.message.into_string())
+}
+
+fn unit(r: RResult<(), FfiError>) -> Result<(), PluginError> {
+    r.into_result().map_err(from_ffi)
+}
+
+fn text(r: RResult<RString, FfiError>) -> Result<String, PluginError> {
+    r.into_result().map(RString::into_string).map_err(from_ffi)
+}
+
+impl LoadedPlugin {
+    /// Opens the library at `path`: checks its plugin-api version with semver,
+    /// then its ABI layout, then reads its info and tools. Nothing of the plugin
+    /// is constructed yet.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let found = read_api_version(path)?;
+        let required = compatible_versions();
+        let compatible = Version::parse(&found)
+            .map(|v| required.matches(&v))
+            .unwrap_or(false);
+        if !compatible {
+            return Err(LoadError::IncompatibleApi {
+                found,
+                required: required.to_string(),
+            });
+        }
+        let header = lib_header_from_path(path).map_err(|e| summarize_library_error(&e))?;
+        let module = header
+            .init_root_module::<PluginModRef>()
+            .map_err(|e| summarize_library_error(&e))?;
+        let info_json = text((module.info())()).map_err(|e| LoadError::BadMetadata(e.message))?;
+        let info: PluginInfo =
+            serde_json::from_str(&info_json).map_err(|e| LoadError::BadMetadata(format!("plugin info: {e}")))?;
+        let tools_json = text((module.tools())()).map_err(|e| LoadError::BadMetadata(e.message))?;
+        let tools: Vec<ToolInfo> =
+            serde_json::from_str(&tools_json).map_err(|e| LoadError::BadMetadata(format!("tool list: {e}")))?;
+        Ok(Self {
+            module,
+            info,
+            tools,
+            api_version: found,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The plugin's name, version, description and session model.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// The plugin's tools.
+    pub fn tools(&self) -> &[ToolInfo] {
+        &self.tools
+    }
+
+    /// The plugin-api version the library was built against.
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// The path the library was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Builds the plugin object if needed and warms it up with its config.
+    pub fn warmup(&self, config: &serde_json::Value) -> Result<(), PluginError> {
+        let config = config.to_string();
+        unit((self.module.warmup())(RStr::from_str(&config)))
+    }
+
+    /// Cleans up every session the plugin still has and shuts it down.
+    pub fn shutdown(&self) -> Result<(), PluginError> {
+        unit((self.module.shutdown())())
+    }
+
+    /// Creates a session with the given id and config.
+    pub fn initialize(&self, session_id: &str, config: &serde_json::Value) -> Result<(), PluginError> {
+        let config = config.to_string();
+        unit((self.module.initialize())(RStr::from_str(session_id), RStr::from_str(&config)))
+    }
+
+    /// Ends a session.
+    pub fn cleanup(&self, session_id: &str) -> Result<(), PluginError> {
+        unit((self.module.cleanup())(RStr::from_str(session_id)))
+    }
+
+    /// Runs a tool. `session_id` is `None` for shared plugins. Blocks until the
+    /// plugin returns; run it on a blocking thread and set `cancel` to ask it to stop.
+    pub fn call(
+        &self,
+        session_id: Option<&str>,
+        worker_id: &str,
+        tool: &str,
+        params: &serde_json::Value,
+        cancel: &AtomicBool,
+        deadline: SystemTime,
+    ) -> Result<serde_json::Value, PluginError> {
+        let params = params.to_string();
+        let ctx = FfiCallContext {
+            cancel,
+            deadline_unix_ms: unix_ms(deadline),
+            worker_id: RStr::from_str(worker_id),
+        };
+        let out = text((self.module.call())(
+            RStr::from_str(session_id.unwrap_or("")),
+            RStr::from_str(tool),
+            RStr::from_str(&params),
+            &ctx,
+        ))?;
+        serde_json::from_str(&out).map_err(|e| PluginError::internal(format!("plugin returned invalid JSON: {e}")))
+    }
+}

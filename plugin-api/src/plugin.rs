@@ -1,0 +1,95 @@
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{PluginError, Tools};
+
+/// How a plugin's state is shared between the host's workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionModel {
+    /// One state serves every worker; the host creates no sessions (e.g. a search index).
+    Shared,
+    /// Each worker gets its own session, created by [`Plugin::initialize`] (e.g. a shell).
+    PerWorker,
+}
+
+/// What a plugin says about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    /// The resource type: the prefix of every tool name (`bash` in `bash:run`).
+    pub name: String,
+    /// The plugin's own version (usually `env!("CARGO_PKG_VERSION")`).
+    pub version: String,
+    /// One line about what the plugin does.
+    pub description: String,
+    /// Whether the plugin keeps one session per worker or one shared state.
+    pub session_model: SessionModel,
+    /// Reserved for optional features a host may query; empty today.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+impl PluginInfo {
+    /// Info with no capabilities.
+    pub fn new(
+        name: impl Into<String>,
+        version: impl Into<String>,
+        description: impl Into<String>,
+        session_model: SessionModel,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            session_model,
+            capabilities: Vec::new(),
+        }
+    }
+}
+
+/// A backend the host can load: implement this, then export the type with
+/// [`export_plugin!`](crate::export_plugin).
+///
+/// Every method runs on a host thread outside the async runtime, possibly many
+/// at once (`Send + Sync`). Panics are caught at the ABI boundary and reported
+/// as [`ErrorKind::Panicked`](crate::ErrorKind::Panicked); never build a plugin
+/// with `panic = "abort"`.
+pub trait Plugin: Send + Sync + Sized + 'static {
+    /// Per-session state (`()` for shared plugins). Dropped when the session ends
+    /// and no call uses it any more.
+    type Session: Send + Sync + 'static;
+
+    /// Name, version, description and session model.
+    fn info() -> PluginInfo;
+
+    /// Builds the plugin object. Called by the first warmup; keep it cheap and
+    /// do expensive work in [`Plugin::warmup`].
+    fn new() -> Result<Self, PluginError>;
+
+    /// The plugin's tools with their typed handlers.
+    fn tools() -> Tools<Self>;
+
+    /// Global preparation (open an index, check a program is installed), once
+    /// before any session or call. `config` is the plugin's table from the
+    /// host configuration (`{}` when absent).
+    fn warmup(&self, config: &Value) -> Result<(), PluginError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Releases global resources; the host calls it once before exiting or
+    /// after the last session of a replaced version ended.
+    fn shutdown(&self) {}
+
+    /// Creates the state of a new session. `config` is the plugin's defaults
+    /// overlaid with the client's session config. Only called for
+    /// [`SessionModel::PerWorker`] plugins.
+    fn initialize(&self, session_id: &str, config: &Value) -> Result<Self::Session, PluginError>;
+
+    /// Ends a session: stop its processes, remove its files. The state itself is
+    /// dropped after the last running call on it returns.
+    fn cleanup(&self, session: &Self::Session) -> Result<(), PluginError> {
+        let _ = session;
+        Ok(())
+    }
+}

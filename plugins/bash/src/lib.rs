@@ -1,0 +1,1 @@
+//! bash plugin (work in progress)

@@ -1,0 +1,1 @@
+//! rag plugin (work in progress)

@@ -1,0 +1,1 @@
+//! vm plugin (work in progress)
