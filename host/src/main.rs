@@ -1,1 +1,17 @@
-fn main(){}
+//! `agentflow`: the AgentFlow plugin host.
+
+mod cli;
+mod config;
+mod core;
+mod http;
+mod server;
+mod shutdown;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli.command {
+        cli::Command::Serve(args) => server::run(args),
+    }
+}

@@ -17,10 +17,10 @@ use crate::ffi::{FfiCallContext, FfiError, FfiResult, PluginMod, PluginModRef};
 use crate::tools::ToolEntry;
 use crate::{CallContext, ErrorKind, Plugin, PluginError, API_VERSION};
 
-pub use abi_stable::library::{
-    LibHeader, RootModuleResult, __call_root_module_loader, CheckTypeLayout,
-};
 pub use crate::ffi::PluginModRef as RootModuleRef;
+pub use abi_stable::library::{
+    __call_root_module_loader, CheckTypeLayout, LibHeader, RootModuleResult,
+};
 
 /// The plugin-api version, nul-terminated, for the version symbol.
 pub const API_VERSION_NUL: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
@@ -62,7 +62,9 @@ impl<P: Plugin> Runtime<P> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .ok_or_else(|| PluginError::not_warmed_up(format!("plugin '{}' is not warmed up", P::info().name)))
+            .ok_or_else(|| {
+                PluginError::not_warmed_up(format!("plugin '{}' is not warmed up", P::info().name))
+            })
     }
 
     fn session(&self, id: &str) -> Result<Arc<P::Session>, PluginError> {
@@ -147,7 +149,11 @@ extern "C" fn warmup<P: Plugin>(config: RStr<'_>) -> FfiResult<()> {
 extern "C" fn shutdown<P: Plugin>() -> FfiResult<()> {
     guard("shutdown", || {
         let rt = runtime::<P>()?;
-        let plugin = rt.plugin.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let plugin = rt
+            .plugin
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let sessions: Vec<_> = rt
             .sessions
             .write()
@@ -203,7 +209,10 @@ extern "C" fn call<P: Plugin>(
     guard("call", || {
         let rt = runtime::<P>()?;
         let entry = rt.tools.get(tool.as_str()).ok_or_else(|| {
-            PluginError::new(ErrorKind::UnknownTool, format!("no tool '{}'", tool.as_str()))
+            PluginError::new(
+                ErrorKind::UnknownTool,
+                format!("no tool '{}'", tool.as_str()),
+            )
         })?;
         let plugin = rt.plugin()?;
         let session = if session_id.is_empty() {

@@ -72,7 +72,8 @@ impl std::fmt::Debug for LoadedPlugin {
 fn read_api_version(path: &Path) -> Result<String, LoadError> {
     // SAFETY: loading a library runs its initializers; the caller chose to trust
     // this file. The handle is leaked on purpose: libraries are never unloaded.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open(short(&e.to_string())))?;
+    let lib = unsafe { libloading::Library::new(path) }
+        .map_err(|e| LoadError::Open(short(&e.to_string())))?;
     let version = {
         // SAFETY: the symbol is declared by `export_plugin!` with this signature.
         let sym: libloading::Symbol<'_, extern "C" fn() -> *const c_char> =
@@ -82,7 +83,9 @@ fn read_api_version(path: &Path) -> Result<String, LoadError> {
             return Err(LoadError::NotAPlugin);
         }
         // SAFETY: the plugin returns a pointer to a static nul-terminated string.
-        unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(ptr) }
+            .to_string_lossy()
+            .into_owned()
     };
     std::mem::forget(lib);
     Ok(version)
@@ -117,7 +120,11 @@ fn summarize_library_error(e: &LibraryError) -> LoadError {
                 })
                 .take(3)
                 .collect();
-            let summary = if key.is_empty() { short(&text) } else { short(&key.join("; ")) };
+            let summary = if key.is_empty() {
+                short(&text)
+            } else {
+                short(&key.join("; "))
+            };
             LoadError::AbiMismatch(summary)
         }
         LibraryError::OpenError { .. } => LoadError::Open(short(&e.to_string())),
@@ -159,11 +166,11 @@ impl LoadedPlugin {
             .init_root_module::<PluginModRef>()
             .map_err(|e| summarize_library_error(&e))?;
         let info_json = text((module.info())()).map_err(|e| LoadError::BadMetadata(e.message))?;
-        let info: PluginInfo =
-            serde_json::from_str(&info_json).map_err(|e| LoadError::BadMetadata(format!("plugin info: {e}")))?;
+        let info: PluginInfo = serde_json::from_str(&info_json)
+            .map_err(|e| LoadError::BadMetadata(format!("plugin info: {e}")))?;
         let tools_json = text((module.tools())()).map_err(|e| LoadError::BadMetadata(e.message))?;
-        let tools: Vec<ToolInfo> =
-            serde_json::from_str(&tools_json).map_err(|e| LoadError::BadMetadata(format!("tool list: {e}")))?;
+        let tools: Vec<ToolInfo> = serde_json::from_str(&tools_json)
+            .map_err(|e| LoadError::BadMetadata(format!("tool list: {e}")))?;
         Ok(Self {
             module,
             info,
@@ -205,9 +212,16 @@ impl LoadedPlugin {
     }
 
     /// Creates a session with the given id and config.
-    pub fn initialize(&self, session_id: &str, config: &serde_json::Value) -> Result<(), PluginError> {
+    pub fn initialize(
+        &self,
+        session_id: &str,
+        config: &serde_json::Value,
+    ) -> Result<(), PluginError> {
         let config = config.to_string();
-        unit((self.module.initialize())(RStr::from_str(session_id), RStr::from_str(&config)))
+        unit((self.module.initialize())(
+            RStr::from_str(session_id),
+            RStr::from_str(&config),
+        ))
     }
 
     /// Ends a session.
@@ -238,6 +252,7 @@ impl LoadedPlugin {
             RStr::from_str(&params),
             &ctx,
         ))?;
-        serde_json::from_str(&out).map_err(|e| PluginError::internal(format!("plugin returned invalid JSON: {e}")))
+        serde_json::from_str(&out)
+            .map_err(|e| PluginError::internal(format!("plugin returned invalid JSON: {e}")))
     }
 }

@@ -131,7 +131,9 @@ impl<P: Plugin> Tools<P> {
             .entries
             .iter()
             .find(|e| e.info.name == name)
-            .ok_or_else(|| PluginError::new(crate::ErrorKind::UnknownTool, format!("no tool '{name}'")))?;
+            .ok_or_else(|| {
+                PluginError::new(crate::ErrorKind::UnknownTool, format!("no tool '{name}'"))
+            })?;
         (entry.handler)(plugin, cx, params)
     }
 }

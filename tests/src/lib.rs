@@ -1,1 +1,322 @@
-//! Test harness
+//! The end-to-end test harness: starts the real `agentflow` binary with a
+//! private plugin directory holding real plugin libraries built from this
+//! workspace, and talks to it over HTTP.
+//!
+//! Build the workspace first (`cargo build --workspace`; `scripts/test.sh` does).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// `target/debug` (or wherever this test binary was built).
+pub fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/<test-binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// The built library of a workspace crate: `agentflow_bash` -> `libagentflow_bash.so`.
+pub fn library(crate_lib_name: &str) -> PathBuf {
+    let path = build_dir().join(format!("lib{crate_lib_name}.so"));
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (`cargo build --workspace`, which scripts/test.sh runs)",
+        path.display()
+    );
+    path
+}
+
+/// The built plugin library for plugin `name` (`bash`, `vm`, `rag`, `fixture`).
+pub fn plugin_library(name: &str) -> PathBuf {
+    library(&format!("agentflow_{name}"))
+}
+
+/// A server under test, killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    agent: ureq::Agent,
+}
+
+/// Configures a server before starting it.
+#[derive(Default)]
+pub struct ServerBuilder {
+    plugins: Vec<(PathBuf, String)>,
+    server_lines: Vec<String>,
+    tables: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl ServerBuilder {
+    /// Puts the built plugin `name` into the plugin directory.
+    pub fn plugin(mut self, name: &str) -> Self {
+        let src = plugin_library(name);
+        let file = format!("libagentflow_{name}.so");
+        self.plugins.push((src, file));
+        self
+    }
+
+    /// Puts any file into the plugin directory under `file_name`.
+    pub fn file(mut self, src: PathBuf, file_name: &str) -> Self {
+        self.plugins.push((src, file_name.to_string()));
+        self
+    }
+
+    /// Adds a `key = value` line to `[server]`.
+    pub fn server(mut self, line: &str) -> Self {
+        self.server_lines.push(line.to_string());
+        self
+    }
+
+    /// Appends raw TOML (plugin tables).
+    pub fn toml(mut self, text: &str) -> Self {
+        self.tables.push(text.to_string());
+        self
+    }
+
+    /// Sets an environment variable for the server process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Starts the server and waits until it listens.
+    pub fn start(self) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir(&plugins).expect("plugin dir");
+        for (src, name) in &self.plugins {
+            std::fs::copy(src, plugins.join(name)).expect("copy plugin");
+        }
+        let mut config = String::from(
+            "[server]\nport = 0\nplugin_dir = \"plugins\"\nruntime_dir = \"runtime\"\n",
+        );
+        for l in &self.server_lines {
+            config.push_str(l);
+            config.push('\n');
+        }
+        for t in &self.tables {
+            config.push('\n');
+            config.push_str(t);
+            config.push('\n');
+        }
+        let config_path = dir.path().join("plugins.toml");
+        std::fs::write(&config_path, config).expect("write config");
+        Server::spawn(dir, &config_path, &self.env)
+    }
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The `agentflow` binary built with this workspace.
+    pub fn binary() -> PathBuf {
+        let bin = build_dir().join("agentflow");
+        assert!(
+            bin.exists(),
+            "{} is missing: run `cargo build --workspace` first",
+            bin.display()
+        );
+        bin
+    }
+
+    fn spawn(dir: tempfile::TempDir, config: &Path, env: &[(String, String)]) -> Server {
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("log file");
+        let mut cmd = Command::new(Self::binary());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start agentflow");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("agentflow listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(b) => b,
+            Err(_) => {
+                let _ = child.kill();
+                let log =
+                    std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+                panic!("server did not start; log:\n{log}");
+            }
+        };
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(600))
+            .build();
+        Server {
+            child: Some(child),
+            base,
+            dir,
+            agent,
+        }
+    }
+
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn finish(res: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+        match res {
+            Ok(r) => {
+                let status = r.status();
+                (status, r.into_json().unwrap_or(Value::Null))
+            }
+            Err(ureq::Error::Status(status, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                (
+                    status,
+                    serde_json::from_str(&text).unwrap_or(json!({ "raw": text })),
+                )
+            }
+            Err(e) => panic!("transport error: {e}"),
+        }
+    }
+
+    /// POSTs JSON; returns status and body.
+    pub fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        Self::finish(
+            self.agent
+                .post(&format!("{}{path}", self.base))
+                .send_json(body),
+        )
+    }
+
+    /// POSTs raw bytes with a JSON content type.
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> (u16, Value) {
+        Self::finish(
+            self.agent
+                .post(&format!("{}{path}", self.base))
+                .set("Content-Type", "application/json")
+                .send_bytes(body),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        Self::finish(self.agent.get(&format!("{}{path}", self.base)).call())
+    }
+
+    /// A request with any method and headers.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.agent.request(method, &format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        Self::finish(match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        })
+    }
+
+    /// `POST /execute` with a timeout of 60 s unless params say otherwise.
+    pub fn execute(&self, worker: &str, action: &str, params: Value) -> (u16, Value) {
+        self.post(
+            "/execute",
+            json!({"worker_id": worker, "action": action, "params": params}),
+        )
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends a signal to the server process.
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `f` until it returns true or `within` passes.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Processes whose command line contains `needle`, as (pid, cmdline).
+pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(raw) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push((pid, cmd));
+            }
+        }
+    }
+    out
+}

@@ -1,1 +1,172 @@
+//! A plugin for fault tests: it panics, hangs, fails and initializes slowly on
+//! request. Never shipped; only the end-to-end tests load it.
 
+use std::time::Duration;
+
+use plugin_api::{
+    export_plugin, CallContext, NoParams, Plugin, PluginError, PluginInfo, SessionModel, Tools,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub struct Fixture;
+
+/// Per-session state: the config it was created with.
+pub struct FixtureSession {
+    config: Value,
+    fail_cleanup: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct EchoParams {
+    /// Text to send back.
+    pub text: String,
+    /// An optional count, to test integer validation.
+    #[serde(default)]
+    pub count: Option<i64>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct SleepParams {
+    /// Seconds to sleep.
+    pub seconds: f64,
+}
+
+type Cx<'a> = CallContext<'a, FixtureSession>;
+
+fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+impl Plugin for Fixture {
+    type Session = FixtureSession;
+
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "fixture",
+            version(),
+            "Fault-injection fixture for tests",
+            SessionModel::PerWorker,
+        )
+    }
+
+    fn new() -> Result<Self, PluginError> {
+        Ok(Fixture)
+    }
+
+    fn tools() -> Tools<Self> {
+        Tools::new()
+            .tool(
+                "echo",
+                "Echo text with the session and version",
+                |_p: &Fixture, cx: &Cx, p: EchoParams| {
+                    Ok(json!({
+                        "text": p.text,
+                        "count": p.count,
+                        "session_id": cx.session_id(),
+                        "worker_id": cx.worker_id(),
+                        "version": version(),
+                        "session_config": cx.session()?.config,
+                    }))
+                },
+            )
+            .tool(
+                "panic",
+                "Panic inside the plugin",
+                |_p: &Fixture, _cx: &Cx, _: NoParams| -> Result<Value, PluginError> {
+                    panic!("fixture panic on request")
+                },
+            )
+            .tool(
+                "fail",
+                "Return a plugin error",
+                |_p: &Fixture, _cx: &Cx, _: NoParams| -> Result<Value, PluginError> {
+                    Err(PluginError::internal("fixture failure on request"))
+                },
+            )
+            .tool(
+                "hang",
+                "Sleep, ignoring the deadline and cancellation",
+                |_p: &Fixture, _cx: &Cx, p: SleepParams| {
+                    std::thread::sleep(Duration::from_secs_f64(p.seconds.clamp(0.0, 3600.0)));
+                    Ok(json!({"slept": p.seconds}))
+                },
+            )
+            .tool(
+                "sleep",
+                "Sleep, stopping early when cancelled",
+                |_p: &Fixture, cx: &Cx, p: SleepParams| {
+                    let end = std::time::Instant::now()
+                        + Duration::from_secs_f64(p.seconds.clamp(0.0, 3600.0));
+                    while std::time::Instant::now() < end {
+                        cx.check()?;
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Ok(json!({"slept": p.seconds}))
+                },
+            )
+            .tool(
+                "broken",
+                "Report the session as broken",
+                |_p: &Fixture, _cx: &Cx, _: NoParams| -> Result<Value, PluginError> {
+                    Err(PluginError::session_broken(
+                        "fixture session broken on request",
+                    ))
+                },
+            )
+            .hidden_tool(
+                "secret",
+                "A hidden tool",
+                |_p: &Fixture, _cx: &Cx, _: NoParams| Ok(json!({"secret": true})),
+            )
+    }
+
+    fn warmup(&self, config: &Value) -> Result<(), PluginError> {
+        if config.get("fail_warmup").and_then(Value::as_bool) == Some(true) {
+            return Err(PluginError::unavailable(
+                "fixture warmup failure on request",
+            ));
+        }
+        if config.get("panic_warmup").and_then(Value::as_bool) == Some(true) {
+            panic!("fixture warmup panic on request");
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        if let Ok(path) = std::env::var("FIXTURE_SHUTDOWN_MARKER") {
+            let _ = std::fs::write(format!("{path}.{}", version()), "shut down");
+        }
+        if std::env::var("FIXTURE_HANG_SHUTDOWN").is_ok() {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+
+    fn initialize(&self, _id: &str, config: &Value) -> Result<FixtureSession, PluginError> {
+        if let Some(delay) = config.get("init_delay").and_then(Value::as_f64) {
+            std::thread::sleep(Duration::from_secs_f64(delay.clamp(0.0, 600.0)));
+        }
+        if config.get("fail_init").and_then(Value::as_bool) == Some(true) {
+            return Err(PluginError::internal(
+                "fixture initialize failure on request",
+            ));
+        }
+        if config.get("panic_init").and_then(Value::as_bool) == Some(true) {
+            panic!("fixture initialize panic on request");
+        }
+        Ok(FixtureSession {
+            fail_cleanup: config.get("fail_cleanup").and_then(Value::as_bool) == Some(true),
+            config: config.clone(),
+        })
+    }
+
+    fn cleanup(&self, session: &FixtureSession) -> Result<(), PluginError> {
+        if session.fail_cleanup {
+            return Err(PluginError::internal("fixture cleanup failure on request"));
+        }
+        Ok(())
+    }
+}
+
+export_plugin!(Fixture);

@@ -1,0 +1,255 @@
+//! Running a tool call: resolve the name, validate params, warm the backend,
+//! find or make a session, and call the plugin off the runtime under a deadline.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::backend::Backend;
+use super::error::{CoreError, CoreResult};
+use super::session::Session;
+use super::{secs, Core};
+
+/// One tool call as a client asked for it.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    pub worker_id: String,
+    pub action: String,
+    pub params: Value,
+    /// Seconds; the configured default when `None`.
+    pub timeout: Option<f64>,
+}
+
+/// What is known about a call, success or not.
+#[derive(Debug, Clone, Default)]
+pub struct ExecMeta {
+    /// The action part of the tool name (`screenshot`).
+    pub tool: Option<String>,
+    /// `resource:action`.
+    pub full_name: Option<String>,
+    pub resource_type: Option<String>,
+    pub session_id: Option<String>,
+    pub temporary_session: bool,
+    pub execution_time_ms: f64,
+}
+
+/// The outcome of one call.
+#[derive(Debug, Clone)]
+pub struct ExecReport {
+    pub result: CoreResult<Value>,
+    pub meta: ExecMeta,
+}
+
+/// A batch request.
+#[derive(Debug, Clone)]
+pub struct BatchRequest {
+    pub worker_id: String,
+    pub actions: Vec<ExecRequest>,
+    pub parallel: bool,
+    pub stop_on_error: bool,
+}
+
+impl Core {
+    fn call_timeout(&self, requested: Option<f64>) -> CoreResult<Duration> {
+        let max = self.config.server.max_timeout;
+        match requested {
+            None => Ok(secs(self.config.server.default_timeout)),
+            Some(t) if t.is_finite() && t > 0.0 && t <= max => Ok(secs(t)),
+            Some(t) => Err(CoreError::InvalidParams(format!(
+                "Parameter 'timeout' must be a number of seconds greater than 0 and at most {max}, got {t}"
+            ))),
+        }
+    }
+
+    /// Executes one tool call.
+    pub async fn execute(self: &Arc<Self>, req: ExecRequest) -> ExecReport {
+        let started = Instant::now();
+        let mut meta = ExecMeta::default();
+        let span = tracing::info_span!("execute", worker = %req.worker_id, action = %req.action, session = tracing::field::Empty);
+        let result = self.execute_inner(req, &mut meta).instrument(span).await;
+        meta.execution_time_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+        if let Err(e) = &result {
+            tracing::info!(code = e.code().as_u32(), error = %e, "call failed");
+        }
+        ExecReport { result, meta }
+    }
+
+    async fn execute_inner(
+        self: &Arc<Self>,
+        req: ExecRequest,
+        meta: &mut ExecMeta,
+    ) -> CoreResult<Value> {
+        self.ensure_running()?;
+        let timeout = self.call_timeout(req.timeout)?;
+        let params = match req.params {
+            Value::Null => Value::Object(Default::default()),
+            p @ Value::Object(_) => p,
+            other => {
+                return Err(CoreError::InvalidParams(format!(
+                    "Parameter 'params' must be an object, got {}",
+                    json_type(&other)
+                )))
+            }
+        };
+        let (backend, tool) = self.registry.resolve(&req.action)?;
+        meta.tool = Some(tool.clone());
+        meta.full_name = Some(format!("{}:{tool}", backend.name));
+        meta.resource_type = Some(backend.name.clone());
+        backend.check_params(&tool, &params)?;
+        backend.ensure_warm(self.warmup_timeout()).await?;
+
+        let (session, temporary) = if backend.per_session() {
+            match self.sessions.get(&req.worker_id, &backend.name) {
+                Some(s) => (Some(s), false),
+                None => (
+                    Some(
+                        self.sessions
+                            .create_temporary(&req.worker_id, backend.clone())
+                            .await?,
+                    ),
+                    true,
+                ),
+            }
+        } else {
+            (None, false)
+        };
+        meta.session_id = session.as_ref().map(|s| s.id.clone());
+        meta.temporary_session = temporary;
+        if let Some(s) = &session {
+            tracing::Span::current().record("session", s.id.as_str());
+        }
+
+        // A session created on an older version keeps calling that version.
+        let target = session
+            .as_ref()
+            .and_then(|s| s.backend.clone())
+            .unwrap_or(backend);
+        let outcome = self
+            .call_plugin(
+                target,
+                &req.worker_id,
+                session.as_ref(),
+                &tool,
+                params,
+                timeout,
+            )
+            .await;
+        if let (Some(s), true) = (&session, temporary) {
+            let drained = self.sessions.end_temporary(s).await;
+            self.after_session_end(s, drained).await;
+        }
+        outcome
+    }
+
+    async fn call_plugin(
+        self: &Arc<Self>,
+        backend: Arc<Backend>,
+        worker: &str,
+        session: Option<&Arc<Session>>,
+        tool: &str,
+        params: Value,
+        timeout: Duration,
+    ) -> CoreResult<Value> {
+        let permit = backend.try_call_slot()?;
+        let _busy = session.map(|s| s.begin_call());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let deadline = SystemTime::now() + timeout;
+        let job = {
+            let (b, cancel) = (backend.clone(), cancel.clone());
+            let (worker, tool) = (worker.to_string(), tool.to_string());
+            let sid = session.map(|s| s.id.clone());
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                b.plugin
+                    .call(sid.as_deref(), &worker, &tool, &params, &cancel, deadline)
+            })
+        };
+        let outcome = match tokio::time::timeout(timeout, job).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(join)) => {
+                return Err(CoreError::Backend(format!(
+                    "{}: call failed: {join}",
+                    backend.name
+                )))
+            }
+            Err(_) => {
+                // The client hears now; the plugin is told to stop and keeps its slot until it does.
+                cancel.store(true, Ordering::SeqCst);
+                return Err(CoreError::Timeout {
+                    seconds: (timeout.as_secs_f64() * 1000.0).round() / 1000.0,
+                });
+            }
+        };
+        outcome.map_err(|e| {
+            let err = CoreError::from_plugin(&backend.name, e);
+            if let (CoreError::SessionBroken(_), Some(s)) = (&err, session) {
+                s.mark_broken();
+            }
+            err
+        })
+    }
+
+    /// Executes a batch, serially (stopping at the first failure when asked) or in parallel.
+    pub async fn execute_batch(
+        self: &Arc<Self>,
+        batch: BatchRequest,
+    ) -> CoreResult<Vec<ExecReport>> {
+        self.ensure_running()?;
+        let max = self.config.server.max_batch_actions;
+        if batch.actions.len() > max {
+            return Err(CoreError::InvalidParams(format!(
+                "Parameter 'actions' has {} actions; at most {max} are allowed per batch (server.max_batch_actions)",
+                batch.actions.len()
+            )));
+        }
+        let mut reports = Vec::with_capacity(batch.actions.len());
+        if batch.parallel {
+            let mut jobs = tokio::task::JoinSet::new();
+            for (i, mut req) in batch.actions.into_iter().enumerate() {
+                req.worker_id = batch.worker_id.clone();
+                let core = self.clone();
+                jobs.spawn(async move { (i, core.execute(req).await) });
+            }
+            let mut indexed = Vec::new();
+            while let Some(done) = jobs.join_next().await {
+                match done {
+                    Ok(pair) => indexed.push(pair),
+                    Err(e) => {
+                        return Err(CoreError::Internal(format!(
+                            "batch action failed to run: {e}"
+                        )))
+                    }
+                }
+            }
+            indexed.sort_by_key(|(i, _)| *i);
+            reports.extend(indexed.into_iter().map(|(_, r)| r));
+        } else {
+            for mut req in batch.actions {
+                req.worker_id = batch.worker_id.clone();
+                let report = self.execute(req).await;
+                let failed = report.result.is_err();
+                reports.push(report);
+                if failed && batch.stop_on_error {
+                    break;
+                }
+            }
+        }
+        Ok(reports)
+    }
+}
+
+/// JSON type names for messages.
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}

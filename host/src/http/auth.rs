@@ -1,0 +1,34 @@
+//! Optional bearer-token authentication for every endpoint but `/health`.
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::request_id::RequestId;
+use super::{ApiError, AppState};
+use crate::core::error::CoreError;
+
+/// Checks `Authorization: Bearer <token>` in constant time. The token is never logged.
+pub async fn require_token(
+    State(state): State<AppState>,
+    id: RequestId,
+    req: Request,
+    next: Next,
+) -> Response {
+    let token = &state.core.config.server.auth_token;
+    if token.is_empty() || req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let error = match presented {
+        None => "Missing bearer token: send 'Authorization: Bearer <token>'",
+        Some(p) if bool::from(p.as_bytes().ct_eq(token.as_bytes())) => return next.run(req).await,
+        Some(_) => "Invalid bearer token",
+    };
+    ApiError::new(CoreError::Unauthorized(error.into()), &id).into_response()
+}

@@ -1,0 +1,165 @@
+//! `POST /execute` and `POST /execute/batch`.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::envelope::{exec_meta, ok, ApiError};
+use super::extract::Body;
+use super::request_id::RequestId;
+use super::AppState;
+use crate::core::error::CoreError;
+use crate::core::executor::{BatchRequest, ExecReport, ExecRequest};
+use crate::core::ident;
+
+#[derive(Deserialize)]
+pub struct ExecuteBody {
+    worker_id: String,
+    action: String,
+    #[serde(default)]
+    params: Value,
+    #[serde(default)]
+    timeout: Option<f64>,
+}
+
+#[derive(Deserialize)]
+pub struct BatchAction {
+    action: String,
+    #[serde(default)]
+    params: Value,
+    #[serde(default)]
+    timeout: Option<f64>,
+}
+
+#[derive(Deserialize)]
+pub struct BatchBody {
+    worker_id: String,
+    actions: Vec<BatchAction>,
+    #[serde(default)]
+    parallel: bool,
+    #[serde(default = "yes")]
+    stop_on_error: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn report_body(report: &ExecReport, id: &RequestId) -> (Value, Option<CoreError>) {
+    let meta = exec_meta(&report.meta);
+    match &report.result {
+        Ok(data) => {
+            let mut m = meta;
+            m.insert("request_id".into(), json!(id.0));
+            (
+                json!({"code": 0, "message": "success", "data": data, "meta": m}),
+                None,
+            )
+        }
+        Err(e) => (
+            ApiError::new(e.clone(), id).with_meta(meta).body(),
+            Some(e.clone()),
+        ),
+    }
+}
+
+pub async fn execute(
+    State(state): State<AppState>,
+    id: RequestId,
+    Body(body): Body<ExecuteBody>,
+) -> Response {
+    if let Err(e) =
+        ident::check("worker_id", &body.worker_id).and(ident::check("action", &body.action))
+    {
+        return ApiError::new(e, &id).into_response();
+    }
+    let report = state
+        .core
+        .execute(ExecRequest {
+            worker_id: body.worker_id,
+            action: body.action,
+            params: body.params,
+            timeout: body.timeout,
+        })
+        .await;
+    match report.result {
+        Ok(data) => ok(&id, data, exec_meta(&report.meta)),
+        Err(e) => ApiError::new(e, &id)
+            .with_meta(exec_meta(&report.meta))
+            .into_response(),
+    }
+}
+
+pub async fn batch(
+    State(state): State<AppState>,
+    id: RequestId,
+    Body(body): Body<BatchBody>,
+) -> Response {
+    if let Err(e) = ident::check("worker_id", &body.worker_id) {
+        return ApiError::new(e, &id).into_response();
+    }
+    let mut actions = Vec::with_capacity(body.actions.len());
+    for (i, a) in body.actions.into_iter().enumerate() {
+        if let Err(e) = ident::check(&format!("actions[{i}].action"), &a.action) {
+            return ApiError::new(e, &id).into_response();
+        }
+        actions.push(ExecRequest {
+            worker_id: body.worker_id.clone(),
+            action: a.action,
+            params: a.params,
+            timeout: a.timeout,
+        });
+    }
+    let total = actions.len();
+    let reports = match state
+        .core
+        .execute_batch(BatchRequest {
+            worker_id: body.worker_id,
+            actions,
+            parallel: body.parallel,
+            stop_on_error: body.stop_on_error,
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return ApiError::new(e, &id).into_response(),
+    };
+    let executed = reports.len();
+    let mut results = Vec::with_capacity(executed);
+    let mut first_error = None;
+    let mut failed = 0;
+    for r in &reports {
+        let (body, err) = report_body(r, &id);
+        if let Some(e) = err {
+            failed += 1;
+            first_error.get_or_insert(e);
+        }
+        results.push(body);
+    }
+    let data = json!({
+        "results": results,
+        "total": total,
+        "executed": executed,
+        "success_count": executed - failed,
+    });
+    match first_error {
+        None => ok(&id, data, Map::new()),
+        Some(e) => {
+            let mut meta = Map::new();
+            meta.insert("request_id".into(), json!(id.0));
+            meta.insert("error_type".into(), json!(e.error_type()));
+            (
+                super::status::status_for(&e),
+                Json(json!({
+                    "code": e.code().as_u32(),
+                    "message": format!("{failed} of {executed} actions failed"),
+                    "data": data,
+                    "meta": meta,
+                })),
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! `POST /session/create|destroy|list|refresh`.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::envelope::{ok, ApiError};
+use super::extract::Body;
+use super::request_id::RequestId;
+use super::time::rfc3339;
+use super::AppState;
+use crate::core::error::CoreResult;
+use crate::core::ident;
+use crate::core::session::Session;
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    worker_id: String,
+    resource_type: String,
+    #[serde(default)]
+    config: Value,
+    #[serde(default)]
+    custom_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct TargetBody {
+    worker_id: String,
+    resource_type: String,
+}
+
+#[derive(Deserialize)]
+pub struct WorkerBody {
+    worker_id: String,
+    #[serde(default)]
+    resource_type: Option<String>,
+}
+
+fn check_ids(worker: &str, rt: Option<&str>, custom: Option<&str>) -> CoreResult<()> {
+    ident::check("worker_id", worker)?;
+    if let Some(rt) = rt {
+        ident::check("resource_type", rt)?;
+    }
+    if let Some(c) = custom {
+        ident::check("custom_name", c)?;
+    }
+    Ok(())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    id: RequestId,
+    Body(body): Body<CreateBody>,
+) -> Response {
+    let result = async {
+        check_ids(
+            &body.worker_id,
+            Some(&body.resource_type),
+            body.custom_name.as_deref(),
+        )?;
+        state
+            .core
+            .create_session(
+                &body.worker_id,
+                &body.resource_type,
+                &body.config,
+                body.custom_name.as_deref(),
+                false,
+            )
+            .await
+    }
+    .await;
+    match result {
+        Ok((s, created)) => ok(
+            &id,
+            json!({
+                "session_id": s.id,
+                "session_name": s.name,
+                "session_status": s.status(),
+                "resource_type": s.resource_type,
+                "created": created,
+            }),
+            Map::new(),
+        ),
+        Err(e) => ApiError::new(e, &id).into_response(),
+    }
+}
+
+pub async fn destroy(
+    State(state): State<AppState>,
+    id: RequestId,
+    Body(body): Body<TargetBody>,
+) -> Response {
+    let result = async {
+        check_ids(&body.worker_id, Some(&body.resource_type), None)?;
+        state
+            .core
+            .destroy_session(&body.worker_id, &body.resource_type)
+            .await
+    }
+    .await;
+    match result {
+        Ok(s) => ok(
+            &id,
+            json!({
+                "session_id": s.id,
+                "session_name": s.name,
+                "resource_type": s.resource_type,
+                "destroyed": true,
+            }),
+            Map::new(),
+        ),
+        Err(e) => ApiError::new(e, &id).into_response(),
+    }
+}
+
+/// One session as listings show it.
+pub fn session_json(s: &Session, ttl: std::time::Duration) -> Value {
+    json!({
+        "resource_type": s.resource_type,
+        "session_id": s.id,
+        "session_name": s.name,
+        "status": s.status(),
+        "created_at": rfc3339(s.created_at),
+        "last_activity": rfc3339(s.last_activity()),
+        "expires_at": rfc3339(s.expires_at(ttl)),
+        "temporary": s.temporary,
+    })
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    id: RequestId,
+    Body(body): Body<WorkerBody>,
+) -> Response {
+    if let Err(e) = check_ids(&body.worker_id, None, None) {
+        return ApiError::new(e, &id).into_response();
+    }
+    let ttl = state.core.sessions.ttl();
+    let sessions: Vec<Value> = state
+        .core
+        .sessions
+        .list(&body.worker_id)
+        .iter()
+        .map(|s| session_json(s, ttl))
+        .collect();
+    ok(
+        &id,
+        json!({"worker_id": body.worker_id, "sessions": sessions, "count": sessions.len()}),
+        Map::new(),
+    )
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    id: RequestId,
+    Body(body): Body<WorkerBody>,
+) -> Response {
+    let result = check_ids(&body.worker_id, body.resource_type.as_deref(), None).and_then(|()| {
+        state
+            .core
+            .sessions
+            .refresh(&body.worker_id, body.resource_type.as_deref())
+    });
+    let ttl = state.core.sessions.ttl();
+    match result {
+        Ok(sessions) => {
+            let expires_at = sessions
+                .iter()
+                .map(|s| s.expires_at(ttl))
+                .max()
+                .map(rfc3339);
+            let refreshed: Vec<Value> = sessions
+                .iter()
+                .map(|s| json!({"resource_type": s.resource_type, "session_id": s.id, "expires_at": rfc3339(s.expires_at(ttl))}))
+                .collect();
+            ok(
+                &id,
+                json!({"worker_id": body.worker_id, "expires_at": expires_at, "refreshed": refreshed, "refreshed_count": refreshed.len()}),
+                Map::new(),
+            )
+        }
+        Err(e) => ApiError::new(e, &id).into_response(),
+    }
+}

