@@ -6,6 +6,7 @@ mod core;
 mod http;
 mod server;
 mod shutdown;
+mod watcher;
 
 use clap::Parser;
 

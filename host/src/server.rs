@@ -135,6 +135,7 @@ async fn serve(config: Config) -> Result<(), String> {
             .await
     });
     tokio::spawn(core.clone().reap_idle_sessions());
+    let _watcher = crate::watcher::start(core.clone());
     tokio::spawn(warm_at_startup(core.clone()));
 
     let stop = tokio::select! {

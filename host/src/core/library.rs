@@ -128,3 +128,44 @@ fn current_uid() -> u32 {
         .map(|m| m.uid())
         .unwrap_or(0)
 }
+
+/// A cheap check that a file is a complete ELF shared object, without loading
+/// it: its segments and section table must lie within the file. Catches text
+/// files named `.so` and truncated copies before any code runs.
+pub fn check_complete_elf(bytes: &[u8]) -> Result<(), String> {
+    use elf::endian::AnyEndian;
+    use elf::ElfBytes;
+    if !bytes.starts_with(b"\x7fELF") {
+        return Err("not an ELF shared library".into());
+    }
+    let file = ElfBytes::<AnyEndian>::minimal_parse(bytes).map_err(|e| {
+        format!(
+            "truncated or corrupt ELF file of {} bytes ({e})",
+            bytes.len()
+        )
+    })?;
+    if file.ehdr.e_type != elf::abi::ET_DYN {
+        return Err("not a shared library (ELF type is not ET_DYN)".into());
+    }
+    let len = bytes.len() as u64;
+    let segments = file
+        .segments()
+        .ok_or_else(|| "not a loadable library (no program headers)".to_string())?;
+    for seg in segments.iter() {
+        let end = seg.p_offset.saturating_add(seg.p_filesz);
+        if end > len {
+            return Err(format!(
+                "truncated: {len} bytes, but a segment ends at byte {end}"
+            ));
+        }
+    }
+    let sh_end = file.ehdr.e_shoff.saturating_add(
+        u64::from(file.ehdr.e_shnum).saturating_mul(u64::from(file.ehdr.e_shentsize)),
+    );
+    if sh_end > len {
+        return Err(format!(
+            "truncated: {len} bytes, but the section table ends at byte {sh_end}"
+        ));
+    }
+    Ok(())
+}

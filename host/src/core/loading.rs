@@ -122,17 +122,19 @@ impl Core {
             .map(library::check_not_writable_by_others)
             .unwrap_or(Ok(()))
             .and_then(|()| library::check_not_writable_by_others(path));
-        let result = checked.and_then(|()| {
-            let plugin =
-                library::load_copy(&file, &bytes, &self.copies_dir).map_err(|e| e.to_string())?;
-            let settings = self.config.plugin(&plugin.info().name);
-            Backend::new(
-                plugin,
-                settings,
-                file.clone(),
-                self.config.server.max_inflight_per_plugin,
-            )
-        });
+        let result = checked
+            .and_then(|()| library::check_complete_elf(&bytes))
+            .and_then(|()| {
+                let plugin = library::load_copy(&file, &bytes, &self.copies_dir)
+                    .map_err(|e| e.to_string())?;
+                let settings = self.config.plugin(&plugin.info().name);
+                Backend::new(
+                    plugin,
+                    settings,
+                    file.clone(),
+                    self.config.server.max_inflight_per_plugin,
+                )
+            });
         Ok((file, result))
     }
 }

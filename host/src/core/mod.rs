@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod blocking;
 pub mod catalog;
+pub mod discovery;
 pub mod error;
 pub mod executor;
 pub mod ident;
