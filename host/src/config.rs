@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Most actions in one batch.
     pub max_batch_actions: usize,
+    /// Largest tool result in bytes (JSON); larger results are refused with 2001.
+    pub max_result_bytes: usize,
     /// Most concurrent calls per plugin; the excess is refused at once.
     pub max_inflight_per_plugin: usize,
     /// Most sessions one worker may hold, and in total.
@@ -85,6 +87,7 @@ impl Default for ServerConfig {
             warmup: Vec::new(),
             body_limit: 16 * 1024 * 1024,
             max_batch_actions: 1000,
+            max_result_bytes: 256 * 1024 * 1024,
             max_inflight_per_plugin: 256,
             max_sessions_per_worker: 16,
             max_sessions: 1024,
@@ -181,6 +184,7 @@ impl Config {
         let counts = [
             ("server.body_limit", s.body_limit),
             ("server.max_batch_actions", s.max_batch_actions),
+            ("server.max_result_bytes", s.max_result_bytes),
             ("server.max_inflight_per_plugin", s.max_inflight_per_plugin),
             ("server.max_sessions_per_worker", s.max_sessions_per_worker),
             ("server.max_sessions", s.max_sessions),

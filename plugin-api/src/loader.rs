@@ -230,7 +230,9 @@ impl LoadedPlugin {
     }
 
     /// Runs a tool. `session_id` is `None` for shared plugins. Blocks until the
-    /// plugin returns; run it on a blocking thread and set `cancel` to ask it to stop.
+    /// plugin returns; run it on a blocking thread and set `cancel` to ask it to
+    /// stop. Returns the result as JSON text, so that the caller can check its
+    /// size before parsing it.
     pub fn call(
         &self,
         session_id: Option<&str>,
@@ -239,20 +241,18 @@ impl LoadedPlugin {
         params: &serde_json::Value,
         cancel: &AtomicBool,
         deadline: SystemTime,
-    ) -> Result<serde_json::Value, PluginError> {
+    ) -> Result<String, PluginError> {
         let params = params.to_string();
         let ctx = FfiCallContext {
             cancel,
             deadline_unix_ms: unix_ms(deadline),
             worker_id: RStr::from_str(worker_id),
         };
-        let out = text((self.module.call())(
+        text((self.module.call())(
             RStr::from_str(session_id.unwrap_or("")),
             RStr::from_str(tool),
             RStr::from_str(&params),
             &ctx,
-        ))?;
-        serde_json::from_str(&out)
-            .map_err(|e| PluginError::internal(format!("plugin returned invalid JSON: {e}")))
+        ))
     }
 }

@@ -183,13 +183,23 @@ impl Core {
                 });
             }
         };
-        outcome.map_err(|e| {
+        let text = outcome.map_err(|e| {
             let err = CoreError::from_plugin(&backend.name, e);
             if let (CoreError::SessionBroken(_), Some(s)) = (&err, session) {
                 s.mark_broken();
             }
             err
-        })
+        })?;
+        let limit = self.config.server.max_result_bytes;
+        if text.len() > limit {
+            return Err(CoreError::Backend(format!(
+                "{}: the result is {} bytes, larger than the limit of {limit} bytes (server.max_result_bytes)",
+                backend.name,
+                text.len()
+            )));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| CoreError::Backend(format!("{}: the plugin returned invalid JSON: {e}", backend.name)))
     }
 
     /// Executes a batch, serially (stopping at the first failure when asked) or in parallel.

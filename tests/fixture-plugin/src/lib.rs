@@ -1,6 +1,7 @@
 //! A plugin for fault tests: it panics, hangs, fails and initializes slowly on
 //! request. Never shipped; only the end-to-end tests load it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use plugin_api::{
@@ -16,6 +17,7 @@ pub struct Fixture;
 pub struct FixtureSession {
     config: Value,
     fail_cleanup: bool,
+    panic_cleanup: bool,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -32,6 +34,15 @@ pub struct SleepParams {
     /// Seconds to sleep.
     pub seconds: f64,
 }
+
+#[derive(Deserialize, JsonSchema)]
+pub struct BigParams {
+    /// Size of the returned string.
+    pub bytes: usize,
+}
+
+/// Warmups that failed so far (for `fail_warmup_times`).
+static WARMUP_FAILURES: AtomicU64 = AtomicU64::new(0);
 
 type Cx<'a> = CallContext<'a, FixtureSession>;
 
@@ -115,6 +126,13 @@ impl Plugin for Fixture {
                     ))
                 },
             )
+            .tool(
+                "big",
+                "Return a string of the given size",
+                |_p: &Fixture, _cx: &Cx, p: BigParams| {
+                    Ok(json!({"data": "x".repeat(p.bytes.min(512 * 1024 * 1024))}))
+                },
+            )
             .hidden_tool(
                 "secret",
                 "A hidden tool",
@@ -128,6 +146,13 @@ impl Plugin for Fixture {
                 "fixture warmup failure on request",
             ));
         }
+        if let Some(times) = config.get("fail_warmup_times").and_then(Value::as_u64) {
+            if WARMUP_FAILURES.fetch_add(1, Ordering::SeqCst) < times {
+                return Err(PluginError::unavailable(
+                    "fixture warmup failure on request (will succeed later)",
+                ));
+            }
+        }
         if config.get("panic_warmup").and_then(Value::as_bool) == Some(true) {
             panic!("fixture warmup panic on request");
         }
@@ -135,6 +160,9 @@ impl Plugin for Fixture {
     }
 
     fn shutdown(&self) {
+        if std::env::var("FIXTURE_PANIC_SHUTDOWN").is_ok() {
+            panic!("fixture shutdown panic on request");
+        }
         if let Ok(path) = std::env::var("FIXTURE_SHUTDOWN_MARKER") {
             let _ = std::fs::write(format!("{path}.{}", version()), "shut down");
         }
@@ -157,11 +185,15 @@ impl Plugin for Fixture {
         }
         Ok(FixtureSession {
             fail_cleanup: config.get("fail_cleanup").and_then(Value::as_bool) == Some(true),
+            panic_cleanup: config.get("panic_cleanup").and_then(Value::as_bool) == Some(true),
             config: config.clone(),
         })
     }
 
     fn cleanup(&self, session: &FixtureSession) -> Result<(), PluginError> {
+        if session.panic_cleanup {
+            panic!("fixture cleanup panic on request");
+        }
         if session.fail_cleanup {
             return Err(PluginError::internal("fixture cleanup failure on request"));
         }
