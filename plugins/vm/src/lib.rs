@@ -1,1 +1,337 @@
-//! vm plugin (work in progress)
+//! The AgentFlow `vm` plugin: every session is a real X11 desktop (its own
+//! Xvfb, optionally a window manager and startup programs) driven through
+//! XTest, captured as PNG with the pointer drawn in, and described as an XML
+//! window tree.
+//!
+//! Processes are forked by a per-session spawner thread with
+//! `PR_SET_PDEATHSIG` and, where allowed, inside a PID namespace of their own,
+//! so nothing a session started outlives the session or the host.
+
+mod capture;
+mod config;
+mod connection;
+mod desktop;
+mod display;
+mod error;
+mod input;
+mod keymap;
+mod keys;
+mod params;
+mod programs;
+mod session;
+mod shm;
+mod spawner;
+mod sys;
+mod tree;
+
+use std::sync::{PoisonError, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use plugin_api::{
+    export_plugin, CallContext, NoParams, Plugin, PluginError, PluginInfo, SessionModel, Tools,
+};
+use serde_json::{json, Value};
+
+pub use capture::{encode_png, encode_png_with, Screenshot};
+pub use config::{PluginConfig, SessionConfig};
+pub use desktop::Desktop;
+pub use error::VmError;
+pub use input::Button;
+pub use keymap::SPARE_IDLE;
+pub use programs::SESSION_ENV;
+pub use session::VmSession;
+
+use error::VmResult;
+use params::*;
+
+/// Most wheel clicks one `scroll` call may send.
+const MAX_SCROLL_CLICKS: i64 = 10_000;
+
+/// Slice of sleep between deadline checks in `wait`.
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+
+/// The vm plugin: global config; sessions are [`VmSession`]s.
+#[derive(Default)]
+pub struct VmPlugin {
+    config: RwLock<PluginConfig>,
+}
+
+impl VmPlugin {
+    fn config(&self) -> PluginConfig {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Plugin for VmPlugin {
+    type Session = VmSession;
+
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "vm",
+            env!("CARGO_PKG_VERSION"),
+            "A virtual X11 desktop per session (Xvfb): screenshots, mouse, keyboard, window tree",
+            SessionModel::PerWorker,
+        )
+    }
+
+    fn new() -> Result<Self, PluginError> {
+        Ok(Self::default())
+    }
+
+    fn tools() -> Tools<Self> {
+        register(Tools::new())
+    }
+
+    fn warmup(&self, config: &Value) -> Result<(), PluginError> {
+        let cfg = PluginConfig::parse(config)?;
+        if display::find_in_path(&cfg.xvfb, None).is_none() {
+            return Err(display::missing_xvfb(&cfg.xvfb).into());
+        }
+        session::sweep_stale_dirs(&cfg.run_dir);
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = cfg;
+        Ok(())
+    }
+
+    fn initialize(&self, session_id: &str, config: &Value) -> Result<VmSession, PluginError> {
+        let cfg = SessionConfig::parse(config)?;
+        Ok(VmSession::create(session_id, &self.config(), &cfg)?)
+    }
+
+    fn cleanup(&self, session: &VmSession) -> Result<(), PluginError> {
+        session.close();
+        Ok(())
+    }
+}
+
+export_plugin!(VmPlugin);
+
+type Cx<'a> = CallContext<'a, VmSession>;
+
+/// Runs `f` on the call's session desktop, honouring the call's deadline.
+fn on_desktop<T>(
+    cx: &Cx<'_>,
+    f: impl FnOnce(&mut Desktop) -> VmResult<T>,
+) -> Result<T, PluginError> {
+    let session = cx.session()?;
+    let check = || cx.check().map_err(VmError::from);
+    Ok(session.with_desktop(&check, f)?)
+}
+
+fn register(tools: Tools<VmPlugin>) -> Tools<VmPlugin> {
+    tools
+        .tool(
+            "screenshot",
+            "Capture the whole screen (pointer included) as a base64 PNG.",
+            |_, cx: &Cx<'_>, _: NoParams| {
+                let shot = on_desktop(cx, |d| d.screenshot())?;
+                Ok(json!({
+                    "image": base64::engine::general_purpose::STANDARD.encode(&shot.png),
+                    "width": shot.width,
+                    "height": shot.height,
+                    "format": "png",
+                }))
+            },
+        )
+        .tool(
+            "click",
+            "Move the pointer to (x, y) and click a mouse button (left, right or middle).",
+            |_, cx: &Cx<'_>, p: ClickParams| {
+                on_desktop(cx, |d| {
+                    let (x, y) = d.point(("x", p.x), ("y", p.y))?;
+                    d.click(x, y, p.button, 1)
+                })?;
+                Ok(json!({"clicked": [p.x, p.y], "button": p.button.name()}))
+            },
+        )
+        .tool(
+            "double_click",
+            "Double-click the left button at (x, y).",
+            |_, cx: &Cx<'_>, p: PointParams| {
+                on_desktop(cx, |d| {
+                    let (x, y) = d.point(("x", p.x), ("y", p.y))?;
+                    d.click(x, y, Button::Left, 2)
+                })?;
+                Ok(json!({"clicked": [p.x, p.y]}))
+            },
+        )
+        .tool(
+            "right_click",
+            "Right-click at (x, y), or where the pointer is when both are omitted.",
+            |_, cx: &Cx<'_>, p: OptionalPointParams| {
+                let at = on_desktop(cx, |d| {
+                    let (x, y) = match (p.x, p.y) {
+                        (Some(x), Some(y)) => d.point(("x", x), ("y", y))?,
+                        (None, None) => d.pointer()?,
+                        (x, y) => {
+                            return Err(VmError::invalid(format!(
+                                "give both x and y or neither (got x={}, y={})",
+                                x.map_or("none".into(), |v| v.to_string()),
+                                y.map_or("none".into(), |v| v.to_string())
+                            )))
+                        }
+                    };
+                    d.click(x, y, Button::Right, 1)?;
+                    Ok((x, y))
+                })?;
+                Ok(json!({"clicked": [at.0, at.1]}))
+            },
+        )
+        .tool(
+            "move",
+            "Move the pointer to (x, y).",
+            |_, cx: &Cx<'_>, p: PointParams| {
+                on_desktop(cx, |d| {
+                    let (x, y) = d.point(("x", p.x), ("y", p.y))?;
+                    d.move_to(x, y)?;
+                    d.sync()
+                })?;
+                Ok(json!({"position": [p.x, p.y]}))
+            },
+        )
+        .tool(
+            "drag",
+            "Press the left button at (start_x, start_y), move to (end_x, end_y), release.",
+            |_, cx: &Cx<'_>, p: DragParams| {
+                on_desktop(cx, |d| {
+                    let from = d.point(("start_x", p.start_x), ("start_y", p.start_y))?;
+                    let to = d.point(("end_x", p.end_x), ("end_y", p.end_y))?;
+                    d.drag(from, to)
+                })?;
+                Ok(json!({"from": [p.start_x, p.start_y], "to": [p.end_x, p.end_y]}))
+            },
+        )
+        .tool(
+            "scroll",
+            "Scroll the mouse wheel at (x, y): positive clicks scroll up, negative scroll down.",
+            |_, cx: &Cx<'_>, p: ScrollParams| {
+                if p.clicks.abs() > MAX_SCROLL_CLICKS {
+                    return Err(PluginError::invalid_params(format!(
+                        "clicks={} is too large (at most {MAX_SCROLL_CLICKS} either way)",
+                        p.clicks
+                    )));
+                }
+                let check = || cx.check().map_err(VmError::from);
+                on_desktop(cx, |d| {
+                    let (x, y) = d.point(("x", p.x), ("y", p.y))?;
+                    d.scroll(x, y, p.clicks, &check)
+                })?;
+                Ok(json!({"position": [p.x, p.y], "clicks": p.clicks}))
+            },
+        )
+        .tool(
+            "mouse_down",
+            "Press a mouse button where the pointer is (and keep it pressed).",
+            |_, cx: &Cx<'_>, p: ButtonParams| {
+                on_desktop(cx, |d| {
+                    d.button(p.button.number(), true)?;
+                    d.sync()
+                })?;
+                Ok(json!({"button": p.button.name()}))
+            },
+        )
+        .tool(
+            "mouse_up",
+            "Release a mouse button where the pointer is.",
+            |_, cx: &Cx<'_>, p: ButtonParams| {
+                on_desktop(cx, |d| {
+                    d.button(p.button.number(), false)?;
+                    d.sync()
+                })?;
+                Ok(json!({"button": p.button.name()}))
+            },
+        )
+        .tool(
+            "type",
+            "Type text into the focused window (any Unicode; newline presses Enter).",
+            |_, cx: &Cx<'_>, p: TypeParams| {
+                let check = || cx.check().map_err(VmError::from);
+                on_desktop(cx, |d| d.type_text(&p.text, &check))?;
+                let length = p.text.chars().count();
+                Ok(json!({"typed": p.text, "length": length}))
+            },
+        )
+        .tool(
+            "key",
+            "Press and release one key by pyautogui name (enter, tab, esc, ctrl, f5, …) or character.",
+            |_, cx: &Cx<'_>, p: KeyParams| {
+                on_desktop(cx, |d| {
+                    let keys = d.resolve_keys(std::slice::from_ref(&p.key), "key")?;
+                    d.chord(&keys)
+                })?;
+                Ok(json!({"key": p.key}))
+            },
+        )
+        .tool(
+            "key_down",
+            "Press a key (by pyautogui name) and keep it pressed.",
+            |_, cx: &Cx<'_>, p: KeyParams| {
+                on_desktop(cx, |d| {
+                    let keys = d.resolve_keys(std::slice::from_ref(&p.key), "key")?;
+                    keys.iter().try_for_each(|&k| d.key_down(k))?;
+                    d.sync()
+                })?;
+                Ok(json!({"key": p.key}))
+            },
+        )
+        .tool(
+            "key_up",
+            "Release a key (by pyautogui name).",
+            |_, cx: &Cx<'_>, p: KeyParams| {
+                on_desktop(cx, |d| {
+                    let keys = d.resolve_keys(std::slice::from_ref(&p.key), "key")?;
+                    keys.iter().try_for_each(|&k| d.key_up(k))?;
+                    d.sync()
+                })?;
+                Ok(json!({"key": p.key}))
+            },
+        )
+        .tool(
+            "hotkey",
+            "Press keys in order and release them in reverse order, e.g. [\"ctrl\", \"c\"].",
+            |_, cx: &Cx<'_>, p: HotkeyParams| {
+                if p.keys.is_empty() {
+                    return Err(PluginError::invalid_params("keys is empty: give at least one key name"));
+                }
+                on_desktop(cx, |d| {
+                    let keys = d.resolve_keys(&p.keys, "keys")?;
+                    d.chord(&keys)
+                })?;
+                Ok(json!({"keys": p.keys}))
+            },
+        )
+        .tool(
+            "wait",
+            "Wait the given number of seconds.",
+            |_, cx: &Cx<'_>, p: WaitParams| {
+                if !p.seconds.is_finite() || p.seconds < 0.0 {
+                    return Err(PluginError::invalid_params(format!(
+                        "seconds={} must be a number of seconds >= 0",
+                        p.seconds
+                    )));
+                }
+                cx.session()?.ensure_alive()?;
+                let end = std::time::Instant::now() + Duration::from_secs_f64(p.seconds.min(86_400.0));
+                loop {
+                    cx.check()?;
+                    let left = end.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(WAIT_SLICE));
+                }
+                Ok(json!({"waited": p.seconds}))
+            },
+        )
+        .tool(
+            "accessibility_tree",
+            "The window tree as XML: role, name, class, screen position, size and mapped state of every window.",
+            |_, cx: &Cx<'_>, _: NoParams| {
+                let xml = on_desktop(cx, |d| d.accessibility_tree())?;
+                Ok(json!({"accessibility_tree": xml}))
+            },
+        )
+}
