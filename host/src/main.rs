@@ -1,13 +1,6 @@
 //! `agentflow`: the AgentFlow plugin host.
 
-mod cli;
-mod config;
-mod core;
-mod http;
-mod server;
-mod shutdown;
-mod watcher;
-
+use agentflow_host::{cli, server};
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {

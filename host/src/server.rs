@@ -112,6 +112,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let core = Core::new(config);
     core.load_startup_plugins().await;
 
+    let mut signals = crate::shutdown::Signals::install();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -125,7 +126,7 @@ async fn serve(config: Config) -> Result<(), String> {
         core: core.clone(),
         shutdown: shutdown.clone(),
     };
-    let app = http::app(state, axum::Router::new());
+    let app = http::app(state, crate::compat::routes());
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -139,7 +140,7 @@ async fn serve(config: Config) -> Result<(), String> {
     tokio::spawn(warm_at_startup(core.clone()));
 
     let stop = tokio::select! {
-        r = shutdown.wait() => r,
+        r = shutdown.wait(&mut signals) => r,
         r = &mut server => return Err(format!("server stopped unexpectedly: {r:?}")),
     };
     tracing::info!(

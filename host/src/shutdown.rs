@@ -2,6 +2,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Notify;
 
 /// How to stop.
@@ -16,6 +17,37 @@ pub struct StopRequest {
 #[derive(Clone, Default)]
 pub struct ShutdownHandle {
     inner: Arc<(Mutex<Option<StopRequest>>, Notify)>,
+}
+
+/// SIGTERM and SIGINT listeners, installed before the server announces that
+/// it listens, so that a signal sent right after start is never lost.
+pub struct Signals {
+    term: Option<Signal>,
+    int: Option<Signal>,
+}
+
+impl Signals {
+    pub fn install() -> Self {
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) {
+        async fn next(s: &mut Option<Signal>) {
+            match s.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        tokio::select! {
+            _ = next(&mut self.int) => tracing::info!("SIGINT received"),
+            _ = next(&mut self.term) => tracing::info!("SIGTERM received"),
+        }
+    }
 }
 
 impl ShutdownHandle {
@@ -33,23 +65,7 @@ impl ShutdownHandle {
     }
 
     /// Waits for `/shutdown` or a signal.
-    pub async fn wait(&self) -> StopRequest {
-        let signal = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            let term_fut = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-                _ = term_fut => tracing::info!("SIGTERM received"),
-            }
-        };
+    pub async fn wait(&self, signals: &mut Signals) -> StopRequest {
         let requested = async {
             loop {
                 if let Some(r) = self.requested() {
@@ -60,7 +76,7 @@ impl ShutdownHandle {
         };
         tokio::select! {
             r = requested => r,
-            _ = signal => StopRequest { force: false, cleanup_sessions: true },
+            _ = signals.recv() => StopRequest { force: false, cleanup_sessions: true },
         }
     }
 }

@@ -18,7 +18,8 @@ pub enum ErrorCode {
     NotWarmedUp = 2003,
     Unavailable = 2004,
     Internal = 5000,
-    Config = 5001,
+    // 5001 (configuration error) never reaches a client: a bad config stops
+    // the server at startup with a message naming the key.
     ShuttingDown = 5002,
 }
 
@@ -64,8 +65,6 @@ pub enum CoreError {
     Unavailable(String),
     #[error("Internal error: {0}")]
     Internal(String),
-    #[error("{0}")]
-    Config(String),
     #[error("Service unavailable: the server is shutting down")]
     ShuttingDown,
 }
@@ -84,7 +83,6 @@ impl CoreError {
             Self::NotWarmedUp(_) => ErrorCode::NotWarmedUp,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
-            Self::Config(_) => ErrorCode::Config,
             Self::ShuttingDown => ErrorCode::ShuttingDown,
         }
     }
@@ -103,7 +101,6 @@ impl CoreError {
             Self::NotWarmedUp(_) => "WarmupError",
             Self::Unavailable(_) => "ResourceUnavailableError",
             Self::Internal(_) => "InternalError",
-            Self::Config(_) => "ConfigurationError",
             Self::ShuttingDown => "ServiceUnavailableError",
         }
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use plugin_api::ErrorKind;
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -184,6 +185,14 @@ impl Core {
             }
         };
         let text = outcome.map_err(|e| {
+            // A plugin that stops itself at the call's own deadline races the
+            // host's timer: report it the same way as the host's timeout.
+            let at_deadline = SystemTime::now() + Duration::from_millis(100) >= deadline;
+            if matches!(e.kind, ErrorKind::Timeout | ErrorKind::Cancelled) && at_deadline {
+                return CoreError::Timeout {
+                    seconds: (timeout.as_secs_f64() * 1000.0).round() / 1000.0,
+                };
+            }
             let err = CoreError::from_plugin(&backend.name, e);
             if let (CoreError::SessionBroken(_), Some(s)) = (&err, session) {
                 s.mark_broken();
@@ -198,8 +207,12 @@ impl Core {
                 text.len()
             )));
         }
-        serde_json::from_str(&text)
-            .map_err(|e| CoreError::Backend(format!("{}: the plugin returned invalid JSON: {e}", backend.name)))
+        serde_json::from_str(&text).map_err(|e| {
+            CoreError::Backend(format!(
+                "{}: the plugin returned invalid JSON: {e}",
+                backend.name
+            ))
+        })
     }
 
     /// Executes a batch, serially (stopping at the first failure when asked) or in parallel.

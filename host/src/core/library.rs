@@ -77,6 +77,24 @@ pub fn scan(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Removes half-written copies left by a host that was killed mid-copy.
+/// Finished copies stay: another host sharing the directory may run them.
+pub fn remove_stale_partials(copies: &Path) {
+    let Ok(entries) = std::fs::read_dir(copies) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_suffix(".tmp").and_then(|n| n.rsplit('.').next()) else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid).exists();
+        if !alive && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!(file = %entry.path().display(), "removed a partial plugin copy left by an earlier run");
+        }
+    }
+}
+
 /// Copies the file's bytes to `<copies>/<hash>.so` (written beside and renamed,
 /// so a copy is never half-written or rewritten) and loads that copy.
 pub fn load_copy(

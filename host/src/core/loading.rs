@@ -24,6 +24,7 @@ impl Core {
     /// never stop the host.
     pub async fn load_startup_plugins(self: &Arc<Self>) {
         let dir = self.config.server.plugin_dir.clone();
+        library::remove_stale_partials(&self.copies_dir);
         if !dir.is_dir() {
             tracing::warn!(dir = %dir.display(), "plugin directory does not exist; no plugins loaded from it");
         }

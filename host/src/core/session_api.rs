@@ -61,4 +61,29 @@ impl Core {
         self.after_session_end(&session, drained).await;
         Ok(session)
     }
+
+    /// Destroys every named session of a worker (a worker that disconnects);
+    /// returns how many were destroyed. Calls running in temporary sessions
+    /// end those themselves.
+    pub async fn destroy_worker_sessions(self: &Arc<Self>, worker: &str) -> usize {
+        let mut jobs = tokio::task::JoinSet::new();
+        for s in self
+            .sessions
+            .list(worker)
+            .into_iter()
+            .filter(|s| !s.temporary)
+        {
+            let (core, worker) = (self.clone(), worker.to_string());
+            jobs.spawn(async move {
+                core.destroy_session(&worker, &s.resource_type)
+                    .await
+                    .is_ok()
+            });
+        }
+        let mut destroyed = 0;
+        while let Some(done) = jobs.join_next().await {
+            destroyed += usize::from(matches!(done, Ok(true)));
+        }
+        destroyed
+    }
 }

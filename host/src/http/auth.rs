@@ -2,11 +2,11 @@
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use subtle::ConstantTimeEq;
 
 use super::request_id::RequestId;
-use super::{ApiError, AppState};
+use super::AppState;
 use crate::core::error::CoreError;
 
 /// Checks `Authorization: Bearer <token>` in constant time. The token is never logged.
@@ -30,5 +30,5 @@ pub async fn require_token(
         Some(p) if bool::from(p.as_bytes().ct_eq(token.as_bytes())) => return next.run(req).await,
         Some(_) => "Invalid bearer token",
     };
-    ApiError::new(CoreError::Unauthorized(error.into()), &id).into_response()
+    super::refusal(&req, CoreError::Unauthorized(error.into()), &id)
 }

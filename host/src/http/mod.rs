@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::compat;
 use crate::core::error::CoreError;
 use crate::core::Core;
 use crate::shutdown::ShutdownHandle;
@@ -81,6 +82,9 @@ pub fn app(state: AppState, extra: Router<AppState>) -> Router {
 }
 
 async fn not_found(id: RequestId, req: Request) -> Response {
+    if compat::owns(req.uri().path(), req.headers()) {
+        return compat::not_routed(StatusCode::NOT_FOUND);
+    }
     envelope::not_routed(
         StatusCode::NOT_FOUND,
         &id,
@@ -89,6 +93,9 @@ async fn not_found(id: RequestId, req: Request) -> Response {
 }
 
 async fn method_not_allowed(id: RequestId, req: Request) -> Response {
+    if compat::owns(req.uri().path(), req.headers()) {
+        return compat::not_routed(StatusCode::METHOD_NOT_ALLOWED);
+    }
     envelope::not_routed(
         StatusCode::METHOD_NOT_ALLOWED,
         &id,
@@ -104,7 +111,28 @@ async fn refuse_while_stopping(
     next: Next,
 ) -> Response {
     if state.core.is_shutting_down() && !req.uri().path().ends_with("/health") {
-        return ApiError::new(CoreError::ShuttingDown, &id).into_response();
+        return refusal(&req, CoreError::ShuttingDown, &id);
     }
     next.run(req).await
+}
+
+/// An error raised before routing (auth, shutting down), in the shape of the
+/// surface the request is for.
+fn refusal(req: &Request, err: CoreError, id: &RequestId) -> Response {
+    if compat::owns(req.uri().path(), req.headers()) {
+        compat::error_response(&err, id)
+    } else {
+        ApiError::new(err, id).into_response()
+    }
+}
+
+/// Decodes `bytes` as each native request body (for the fuzz target).
+pub(crate) fn fuzz_decode(bytes: &[u8]) {
+    let _ = extract::decode::<execute::ExecuteBody>(bytes);
+    let _ = extract::decode::<execute::BatchBody>(bytes);
+    let _ = extract::decode::<sessions::CreateBody>(bytes);
+    let _ = extract::decode::<sessions::TargetBody>(bytes);
+    let _ = extract::decode::<sessions::WorkerBody>(bytes);
+    let _ = extract::decode::<warmup::WarmupBody>(bytes);
+    let _ = extract::decode::<shutdown::ShutdownBody>(bytes);
 }

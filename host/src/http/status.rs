@@ -18,6 +18,6 @@ pub fn status_for(err: &CoreError) -> StatusCode {
         CoreError::NotWarmedUp(_) | CoreError::Unavailable(_) | CoreError::ShuttingDown => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        CoreError::Internal(_) | CoreError::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

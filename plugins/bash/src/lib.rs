@@ -1,1 +1,386 @@
-//! bash plugin (work in progress)
+//! The `bash` plugin: one long-lived, sandboxed bash shell per session.
+//!
+//! # Tools
+//!
+//! * `run {command, timeout?}` → `{stdout, stderr, return_code, cwd, timed_out,
+//!   truncated, shell_restarted}`. The command runs in the session's shell, so
+//!   `cd`, variables and functions persist. A non-zero exit is a result, not an
+//!   error. Output is captured per stream up to `output_limit_bytes` (the rest
+//!   is read and dropped, `truncated: true`) and returned as text: invalid
+//!   UTF-8 is replaced with U+FFFD (lossy; move binary data with `read_file`).
+//!   Commands read stdin from `/dev/null`.
+//! * `write_file {path, content, encoding: utf8|base64}` and
+//!   `read_file {path, max_bytes?}` move files in and out of the session's
+//!   directory, binary-safe (`read_file` answers utf8 when the bytes are valid
+//!   UTF-8, else base64). Paths that lead outside the directory (absolute
+//!   elsewhere, `..`, symbolic links) are refused as invalid params.
+//! * `info` (hidden): isolation mode, directories and limits.
+//!
+//! # Time limits
+//!
+//! A command may run for `min(timeout param or default_timeout_secs, the
+//! call's deadline)`. Then every process it started is killed (its process
+//! groups, see `processes.rs`), a command running inside the shell itself (a
+//! builtin `while` loop) is interrupted by a signal trap, and the call fails
+//! with a timeout error quoting the end of the output. The shell keeps its
+//! state. If it cannot be brought back within a second, it is killed and
+//! replaced by a fresh one; the error says so and the next result has
+//! `shell_restarted: true`. The same happens when a command ends the shell
+//! (`exit`): the result carries the shell's exit code. Calls never hang on a
+//! lost shell: they get a result, a timeout, or "session broken" when no new
+//! shell can be started.
+//!
+//! # Isolation (see `sandbox.rs`)
+//!
+//! Each session has its own directory (mode 0700) under the workspace root,
+//! deleted at cleanup. With `isolation = "namespaces"` (the default when the
+//! host may create namespaces, i.e. runs as root) the shell is PID 1 of its
+//! own PID namespace and has a private mount namespace:
+//!
+//! * no process of the session survives it: background jobs, `nohup`,
+//!   `setsid` and double forks die with the shell, at cleanup, at host
+//!   shutdown, and when the host is SIGKILLed (the shell gets
+//!   `PR_SET_PDEATHSIG(SIGKILL)` from a dedicated spawner thread, see
+//!   `spawner.rs`; the kernel then empties the namespace);
+//! * the workspace root is covered by an empty tmpfs with only the session's
+//!   directory mounted back: other sessions' directories do not exist for it,
+//!   and `/proc` shows only its own processes. `CAP_SYS_ADMIN` is dropped, so a
+//!   root shell cannot unmount the cover. What root still can do: read raw
+//!   block devices, raise its own rlimits (`CAP_SYS_RESOURCE`), and everything
+//!   else root can do to the host outside the workspace. This keeps sessions
+//!   from seeing each other by accident; it is not a security boundary against
+//!   a hostile root user: run the host unprivileged or in a container for that.
+//! * Inside the namespace the shell is PID 1, and the kernel does not deliver
+//!   signals without a handler to PID 1 from inside: `kill -9 $$` does nothing
+//!   (use `exit`).
+//!
+//! Without namespaces (`isolation = "process_group"`, or `auto` when creating
+//! them is not permitted, with a warning on stderr) the shell leads its own
+//! process session: cleanup and timeouts kill the processes of that session,
+//! but a process that calls `setsid` leaves it and is not found, the host's
+//! death kills only the shell, other sessions' directories are protected
+//! only by their 0700 mode (nothing, for root), and each call scans the
+//! host's `/proc` (about a millisecond).
+//!
+//! # Configuration
+//!
+//! See `PluginConfig` (plugin-wide, from `plugins.toml`) and `SessionConfig`
+//! (`cwd`, `env`) in `config.rs`. The shell does not inherit the
+//! host's environment (it may hold secrets): it gets `PATH`, `HOME` (the
+//! session directory), `SHELL`, `TERM=dumb`, `LANG`, then the session's `env`.
+//!
+//! Requires Linux 5.11+ (`clone3`, pidfds, `openat2`, `close_range`).
+//!
+//! # Code map
+//!
+//! * `lib.rs`: the `Plugin` impl: warmup (config, workspace root, spawner
+//!   thread, isolation probe), session creation, tool registration.
+//! * `tools.rs`: tool params and results (the schemas derive from them) and
+//!   the handlers that translate between the API and a session.
+//! * `config.rs`: plugin and session config, defaults, validation.
+//! * `session.rs`: one session: its directory, its shell, one command at a
+//!   time, replacing a lost shell.
+//! * `shell.rs`: one bash process: start it, run a command, stop a command
+//!   that ran out of time.
+//! * `protocol.rs`: the lines of script and the status records exchanged with bash.
+//! * `output.rs`: capped capture of stdout and stderr.
+//! * `sandbox.rs`, `sandbox/child.rs`: starting the shell with namespaces
+//!   and limits (the code between `clone3` and `execve`).
+//! * `process.rs`: a child process owned through a pidfd.
+//! * `processes.rs`: a session's processes in procfs (timeouts, cleanup
+//!   without namespaces).
+//! * `spawner.rs`: the thread that forks every shell.
+//! * `workspace.rs`: session directories and file access confined with `openat2`.
+
+mod config;
+mod output;
+mod process;
+mod processes;
+mod protocol;
+mod sandbox;
+mod session;
+mod shell;
+mod spawner;
+mod tools;
+mod workspace;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use plugin_api::{export_plugin, Plugin, PluginError, PluginInfo, SessionModel, Tools};
+use serde_json::Value;
+
+pub use crate::config::{IsolationMode, PluginConfig, ResourceLimits, SessionConfig};
+use crate::sandbox::{Isolation, LaunchSpec};
+pub use crate::session::BashSession;
+use crate::spawner::Spawner;
+use crate::workspace::WorkspaceRoot;
+
+/// The bash plugin.
+#[derive(Debug, Default)]
+pub struct BashPlugin {
+    settings: RwLock<Option<Arc<Settings>>>,
+}
+
+/// What warmup established; sessions are created from it.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) config: PluginConfig,
+    pub(crate) root: WorkspaceRoot,
+    pub(crate) shell: PathBuf,
+    pub(crate) isolation: Isolation,
+    pub(crate) spawner: Arc<Spawner>,
+}
+
+impl Plugin for BashPlugin {
+    type Session = BashSession;
+
+    fn info() -> PluginInfo {
+        PluginInfo::new(
+            "bash",
+            env!("CARGO_PKG_VERSION"),
+            "A persistent bash shell per session, sandboxed in its own directory",
+            SessionModel::PerWorker,
+        )
+    }
+
+    fn new() -> Result<Self, PluginError> {
+        Ok(Self::default())
+    }
+
+    fn tools() -> Tools<Self> {
+        Tools::new()
+            .tool(
+                "run",
+                "Run a shell command in the session's persistent bash shell (cd, variables and \
+                 functions persist between calls). Returns stdout, stderr, return_code and cwd; \
+                 a non-zero return_code is not an error.",
+                tools::run,
+            )
+            .tool(
+                "write_file",
+                "Write a file (text, or binary as base64) into the session's directory, \
+                 creating parent directories.",
+                tools::write_file,
+            )
+            .tool(
+                "read_file",
+                "Read a file from the session's directory: text if it is valid UTF-8, else base64.",
+                tools::read_file,
+            )
+            .hidden_tool(
+                "info",
+                "How this session is isolated, where its directory is, and its limits.",
+                tools::info,
+            )
+    }
+
+    fn warmup(&self, config: &Value) -> Result<(), PluginError> {
+        let config = PluginConfig::parse(config).map_err(PluginError::invalid_params)?;
+        let shell = find_shell(config.shell.as_deref())?;
+        let root_path = config.workspace_root();
+        let root = WorkspaceRoot::prepare(&root_path).map_err(|e| {
+            PluginError::unavailable(format!(
+                "workspace_root '{}' cannot be created: {e}",
+                root_path.display()
+            ))
+        })?;
+        let spawner =
+            Arc::new(Spawner::start().map_err(|e| {
+                PluginError::internal(format!("cannot start the spawner thread: {e}"))
+            })?);
+        let mut settings = Settings {
+            config,
+            root,
+            shell,
+            isolation: Isolation::Namespaces,
+            spawner,
+        };
+        settings.isolation = settings.choose_isolation()?;
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(settings));
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        // Sessions were cleaned up by the host; dropping the settings ends the
+        // spawner thread once no session holds it.
+        self.settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    fn initialize(&self, session_id: &str, config: &Value) -> Result<BashSession, PluginError> {
+        let settings = self.settings()?;
+        let session_config = SessionConfig::parse(config).map_err(PluginError::invalid_params)?;
+        settings.start_session(session_id, &session_config)
+    }
+
+    fn cleanup(&self, session: &BashSession) -> Result<(), PluginError> {
+        session.close().map_err(|e| {
+            PluginError::internal(format!(
+                "the session's processes were stopped, but removing {} failed: {e}",
+                session.dir().path().display()
+            ))
+        })
+    }
+}
+
+export_plugin!(BashPlugin);
+
+impl BashPlugin {
+    /// The warmed-up settings, or NotWarmedUp.
+    pub(crate) fn settings(&self) -> Result<Arc<Settings>, PluginError> {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| PluginError::not_warmed_up("the bash plugin is not warmed up"))
+    }
+}
+
+impl Settings {
+    /// Creates a session: its directory, then its shell.
+    fn start_session(
+        &self,
+        session_id: &str,
+        config: &SessionConfig,
+    ) -> Result<BashSession, PluginError> {
+        let dir = self.root.create_session_dir(session_id).map_err(|e| {
+            PluginError::unavailable(format!(
+                "cannot create a session directory in {}: {e}",
+                self.root.path().display()
+            ))
+        })?;
+        let cwd = match &config.cwd {
+            None => dir.path().to_path_buf(),
+            Some(cwd) => match dir.create_dir(cwd) {
+                Ok(path) => path,
+                Err(e) => {
+                    let _ = dir.remove();
+                    return Err(PluginError::invalid_params(format!(
+                        "session config cwd: {e}"
+                    )));
+                }
+            },
+        };
+        let launch = self.launch_spec(self.isolation, dir.path(), cwd, &config.env);
+        BashSession::start(
+            dir,
+            launch,
+            self.spawner.clone(),
+            self.config.output_limit_bytes,
+        )
+        .map_err(|e| PluginError::unavailable(format!("cannot start the session's shell: {e}")))
+    }
+
+    fn launch_spec(
+        &self,
+        isolation: Isolation,
+        session_dir: &Path,
+        cwd: PathBuf,
+        extra_env: &BTreeMap<String, String>,
+    ) -> LaunchSpec {
+        let host =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+        let mut env = BTreeMap::from([
+            (
+                "PATH".to_string(),
+                host(
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                ),
+            ),
+            (
+                "HOME".to_string(),
+                session_dir.to_string_lossy().into_owned(),
+            ),
+            (
+                "SHELL".to_string(),
+                self.shell.to_string_lossy().into_owned(),
+            ),
+            ("TERM".to_string(), "dumb".to_string()),
+            ("LANG".to_string(), host("LANG", "C.UTF-8")),
+        ]);
+        env.extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        LaunchSpec {
+            isolation,
+            program: self.shell.clone(),
+            args: protocol::SHELL_ARGS.iter().map(|s| s.to_string()).collect(),
+            env: env.into_iter().collect(),
+            cwd,
+            session_dir: session_dir.to_path_buf(),
+            workspace_root: self.root.path().to_path_buf(),
+            limits: self.config.limits,
+        }
+    }
+
+    /// Picks the isolation mode by starting (and ending) a real session with
+    /// it: this checks the shell, the workspace root and the sandbox at once.
+    fn choose_isolation(&mut self) -> Result<Isolation, PluginError> {
+        let wanted = match self.config.isolation {
+            IsolationMode::Namespaces | IsolationMode::Auto => Isolation::Namespaces,
+            IsolationMode::ProcessGroup => Isolation::ProcessGroup,
+        };
+        let probe = |settings: &mut Self, isolation| {
+            settings.isolation = isolation;
+            let session = settings.start_session("warmup-probe", &SessionConfig::default())?;
+            session.close().map_err(|e| {
+                PluginError::internal(format!("cannot remove the warmup probe's directory: {e}"))
+            })
+        };
+        match probe(self, wanted) {
+            Ok(()) => Ok(wanted),
+            Err(e) if self.config.isolation == IsolationMode::Auto => {
+                eprintln!(
+                    "agentflow-bash: warning: namespaces are not available ({}); falling back to \
+                     isolation = \"process_group\": processes that call setsid can outlive their \
+                     session, and sessions' directories are protected only by file modes",
+                    e.message
+                );
+                probe(self, Isolation::ProcessGroup)?;
+                Ok(Isolation::ProcessGroup)
+            }
+            Err(e) => Err(PluginError::new(
+                e.kind,
+                format!("isolation = \"{}\": {}", wanted.name(), e.message),
+            )),
+        }
+    }
+}
+
+/// The shell program: the configured one, or `bash` on `PATH`.
+fn find_shell(configured: Option<&Path>) -> Result<PathBuf, PluginError> {
+    let wanted = configured.unwrap_or(Path::new("bash"));
+    let candidates: Vec<PathBuf> = if wanted.is_absolute() {
+        vec![wanted.to_path_buf()]
+    } else {
+        std::env::var_os("PATH")
+            .map(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join(wanted))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    candidates
+        .into_iter()
+        .find(|path| is_executable(path))
+        .ok_or_else(|| {
+            PluginError::unavailable(format!(
+                "shell '{}' not found or not executable (set `shell` in the bash plugin config)",
+                wanted.display()
+            ))
+        })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}

@@ -1,0 +1,198 @@
+//! `POST /api/v1/execute` and `POST /api/v1/execute/batch`.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::codes::{self, Code, Mapped};
+use super::envelope::{self, Meta};
+use super::extract::{check_text, optional, required, Checked, Field, Kind, Model};
+use crate::core::error::{CoreError, CoreResult};
+use crate::core::executor::{BatchRequest, ExecReport, ExecRequest};
+use crate::http::request_id::RequestId;
+use crate::http::AppState;
+
+#[derive(Deserialize)]
+pub struct ExecuteBody {
+    worker_id: String,
+    action: String,
+    #[serde(default)]
+    params: Value,
+    #[serde(default)]
+    timeout: Option<i64>,
+}
+
+impl Model for ExecuteBody {
+    const FIELDS: &'static [Field] = &[
+        required("worker_id", Kind::Str),
+        required("action", Kind::Str),
+        optional("params", Kind::Object),
+        optional("timeout", Kind::Int),
+    ];
+}
+
+#[derive(Deserialize)]
+pub struct BatchAction {
+    action: String,
+    #[serde(default)]
+    params: Value,
+    #[serde(default)]
+    timeout: Option<i64>,
+}
+
+const ACTION_FIELDS: &[Field] = &[
+    required("action", Kind::Str),
+    optional("params", Kind::Object),
+    optional("timeout", Kind::Int),
+];
+
+#[derive(Deserialize)]
+pub struct BatchBody {
+    worker_id: String,
+    actions: Vec<BatchAction>,
+    #[serde(default)]
+    parallel: bool,
+    #[serde(default = "yes")]
+    stop_on_error: bool,
+}
+
+impl Model for BatchBody {
+    const FIELDS: &'static [Field] = &[
+        required("worker_id", Kind::Str),
+        required("actions", Kind::Records(ACTION_FIELDS)),
+        optional("parallel", Kind::Bool),
+        optional("stop_on_error", Kind::Bool),
+    ];
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One call as the core takes it. An action with control characters cannot
+/// name a tool: it is "not found" without reaching the core (or its logs).
+fn request(
+    worker: &str,
+    action: String,
+    params: Value,
+    timeout: Option<i64>,
+) -> CoreResult<ExecRequest> {
+    check_text("worker_id", worker)?;
+    if check_text("action", &action).is_err() {
+        return Err(CoreError::ToolNotFound(action));
+    }
+    Ok(ExecRequest {
+        worker_id: worker.to_string(),
+        action,
+        params,
+        timeout: timeout.map(|t| t as f64),
+    })
+}
+
+/// The envelope of one call, and whether it succeeded.
+fn report_body(
+    report: &ExecReport,
+    action: &str,
+    trace: &RequestId,
+) -> (Value, Result<(), Mapped>) {
+    let meta = Meta::call(&report.meta, action);
+    match &report.result {
+        Ok(data) => (
+            envelope::body(Code::Success, "success", data.clone(), &meta, trace),
+            Ok(()),
+        ),
+        Err(e) => {
+            let mapped = codes::map(e);
+            (envelope::error_body(&mapped, &meta, trace), Err(mapped))
+        }
+    }
+}
+
+pub async fn execute(
+    State(state): State<AppState>,
+    trace: RequestId,
+    Checked(body): Checked<ExecuteBody>,
+) -> Response {
+    let started = Instant::now();
+    let action = body.action.clone();
+    let req = match request(&body.worker_id, body.action, body.params, body.timeout) {
+        Ok(r) => r,
+        Err(e) => {
+            return envelope::core_failure(&e, &Meta::endpoint(&action, None, started), &trace)
+        }
+    };
+    let report = state.core.execute(req).await;
+    match report_body(&report, &action, &trace) {
+        (body, Ok(())) => envelope::with_status(StatusCode::OK, body),
+        (body, Err(mapped)) => envelope::with_status(mapped.status, body),
+    }
+}
+
+pub async fn batch(
+    State(state): State<AppState>,
+    trace: RequestId,
+    Checked(body): Checked<BatchBody>,
+) -> Response {
+    let started = Instant::now();
+    let meta = || Meta::endpoint("batch:execute", None, started);
+    let mut actions = Vec::with_capacity(body.actions.len());
+    let mut names = Vec::with_capacity(body.actions.len());
+    for a in body.actions {
+        names.push(a.action.clone());
+        match request(&body.worker_id, a.action, a.params, a.timeout) {
+            Ok(r) => actions.push(r),
+            Err(e) => return envelope::core_failure(&e, &meta(), &trace),
+        }
+    }
+    let total = actions.len();
+    let reports = match state
+        .core
+        .execute_batch(BatchRequest {
+            worker_id: body.worker_id,
+            actions,
+            parallel: body.parallel,
+            stop_on_error: body.stop_on_error,
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return envelope::core_failure(&e, &meta(), &trace),
+    };
+    let executed = reports.len();
+    let mut results = Vec::with_capacity(executed);
+    let mut failed = 0;
+    for (report, name) in reports.iter().zip(&names) {
+        let (body, outcome) = report_body(report, name, &trace);
+        results.push(body);
+        failed += usize::from(outcome.is_err());
+    }
+    let data = json!({
+        "results": results,
+        "total": total,
+        "executed": executed,
+        "success_count": executed - failed,
+    });
+    let (code, status, message) = if failed == 0 {
+        (Code::Success, StatusCode::OK, "success".to_string())
+    } else if failed == executed {
+        (
+            Code::AllFailed,
+            Code::AllFailed.status(),
+            "All actions failed".to_string(),
+        )
+    } else {
+        (
+            Code::PartialFailure,
+            StatusCode::MULTI_STATUS,
+            format!("{failed} out of {executed} actions failed"),
+        )
+    };
+    envelope::with_status(
+        status,
+        envelope::body(code, &message, data, &meta(), &trace),
+    )
+}

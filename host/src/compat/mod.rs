@@ -1,0 +1,90 @@
+//! The `/api/v1/` compatibility surface (`compat.md`): what the AgentFlow
+//! Python SDK and the pipelines built on it speak. It is a mapping over the
+//! same core as the native API (one registry, one session table); only paths,
+//! field names, codes, shapes and messages differ.
+
+mod codes;
+mod envelope;
+mod execute;
+mod extract;
+pub mod health;
+mod init;
+mod lifecycle;
+mod sessions;
+mod shutdown;
+mod time;
+mod tools;
+mod warmup;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+
+use crate::core::error::CoreError;
+use crate::http::request_id::RequestId;
+use crate::http::AppState;
+
+/// The compat routes, merged beside the native ones. `GET /health` is shared
+/// with the native API (see [`crate::http`]): it answers in this surface's
+/// shape when the request comes from the SDK.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/ready", get(health::ready))
+        .route("/api/v1/execute", post(execute::execute))
+        .route("/api/v1/execute/batch", post(execute::batch))
+        .route("/api/v1/session/create", post(sessions::create))
+        .route("/api/v1/session/destroy", post(sessions::destroy))
+        .route("/api/v1/session/list", post(sessions::list))
+        .route("/api/v1/session/refresh", post(sessions::refresh))
+        .route("/api/v1/lifecycle/heartbeat", post(lifecycle::heartbeat))
+        .route("/api/v1/lifecycle/status", post(lifecycle::status))
+        .route("/api/v1/worker/disconnect", post(lifecycle::disconnect))
+        .route("/api/v1/init/resource", post(init::resource))
+        .route("/api/v1/init/batch", post(init::batch))
+        .route("/api/v1/init/from-config", post(init::from_config))
+        .route("/api/v1/tools", get(tools::list))
+        .route("/api/v1/tools/{name}/schema", get(tools::schema))
+        .route("/api/v1/warmup", post(warmup::warmup))
+        .route("/api/v1/warmup/status", get(warmup::status))
+        .route("/api/v1/server/shutdown", post(shutdown::shutdown))
+}
+
+/// Does this request belong to the compat surface (so that answers made
+/// before or instead of routing, such as 404, 405, 401 and refusals while
+/// shutting down, take its shape)?
+pub fn owns(path: &str, headers: &HeaderMap) -> bool {
+    path == "/api/v1"
+        || path.starts_with("/api/v1/")
+        || path == "/ready"
+        || (path == "/health" && health::from_sdk(headers))
+}
+
+/// 404 `{"detail": "Not Found"}` / 405 `{"detail": "Method Not Allowed"}`, as FastAPI answers.
+pub fn not_routed(status: StatusCode) -> Response {
+    let detail = if status == StatusCode::METHOD_NOT_ALLOWED {
+        "Method Not Allowed"
+    } else {
+        "Not Found"
+    };
+    envelope::bare(status, json!({ "detail": detail }))
+}
+
+/// A core error raised outside any compat handler, as an envelope.
+pub fn error_response(err: &CoreError, trace: &RequestId) -> Response {
+    envelope::core_failure(err, &envelope::Meta::default(), trace)
+}
+
+/// Decodes `bytes` as each compat request body (for the fuzz target).
+pub(crate) fn fuzz_decode(bytes: &[u8]) {
+    let _ = extract::decode::<execute::ExecuteBody>(bytes);
+    let _ = extract::decode::<execute::BatchBody>(bytes);
+    let _ = extract::decode::<init::ResourceBody>(bytes);
+    let _ = extract::decode::<init::BatchBody>(bytes);
+    let _ = extract::decode::<init::FromConfigBody>(bytes);
+    let _ = extract::decode::<sessions::CreateBody>(bytes);
+    let _ = extract::decode::<sessions::TargetBody>(bytes);
+    let _ = extract::decode::<shutdown::ShutdownBody>(bytes);
+    let _ = extract::decode::<warmup::WarmupBody>(bytes);
+}

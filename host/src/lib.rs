@@ -1,0 +1,13 @@
+//! The AgentFlow host as a library: the `agentflow` binary is a thin `main`
+//! over [`server::run`]; the fuzz targets call [`fuzzing`].
+
+pub mod cli;
+mod compat;
+pub mod config;
+pub mod core;
+#[doc(hidden)]
+pub mod fuzzing;
+mod http;
+pub mod server;
+mod shutdown;
+mod watcher;

@@ -1,0 +1,377 @@
+//! The child's side of [`super::launch`]: the code that runs between `clone3`
+//! and `execve`.
+//!
+//! The child is a copy of a multi-threaded process with only the calling
+//! thread, so it may only make async-signal-safe calls (no allocation, no
+//! locks): [`ChildPlan::new`] prepares every C string, pointer array and
+//! descriptor in the parent, and [`ChildPlan::clone_child`] only makes system
+//! calls in the child. A failing step is written to the report pipe as
+//! `(step, errno)` before the child exits.
+
+use std::ffi::{c_char, c_int, CString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr;
+
+use super::{Isolation, LaunchSpec};
+
+/// The steps of the child's setup, as reported on failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(super) enum Step {
+    DeathSignal = 1,
+    Setsid,
+    PrivateMounts,
+    CoverRoot,
+    MountPoint,
+    BindSession,
+    MountProc,
+    DropCap,
+    Limits,
+    Fds,
+    Chdir,
+    Exec,
+}
+
+impl Step {
+    const ALL: [Step; 12] = [
+        Self::DeathSignal,
+        Self::Setsid,
+        Self::PrivateMounts,
+        Self::CoverRoot,
+        Self::MountPoint,
+        Self::BindSession,
+        Self::MountProc,
+        Self::DropCap,
+        Self::Limits,
+        Self::Fds,
+        Self::Chdir,
+        Self::Exec,
+    ];
+
+    /// What the step with number `code` does, for error messages.
+    pub(super) fn describe(code: u32) -> &'static str {
+        match Self::ALL.into_iter().find(|step| *step as u32 == code) {
+            Some(Self::DeathSignal) => "setting PR_SET_PDEATHSIG",
+            Some(Self::Setsid) => "starting a process session (setsid)",
+            Some(Self::PrivateMounts) => "making mounts private",
+            Some(Self::CoverRoot) => "covering the workspace root with a tmpfs",
+            Some(Self::MountPoint) => "creating the session's mount point",
+            Some(Self::BindSession) => "bind-mounting the session directory",
+            Some(Self::MountProc) => "mounting /proc",
+            Some(Self::DropCap) => "dropping CAP_SYS_ADMIN",
+            Some(Self::Limits) => "applying resource limits (setrlimit)",
+            Some(Self::Fds) => "setting up file descriptors",
+            Some(Self::Chdir) => "changing to the starting directory",
+            Some(Self::Exec) => "running the shell program (execve)",
+            None => "an unknown step",
+        }
+    }
+}
+
+/// Linux's number for CAP_SYS_ADMIN (not exported by `libc`).
+const CAP_SYS_ADMIN: libc::c_ulong = 21;
+
+#[cfg(target_env = "gnu")]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type Resource = c_int;
+
+/// Everything the child needs, prepared in the parent.
+pub(super) struct ChildPlan {
+    namespaces: bool,
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    cwd: CString,
+    fallback_cwd: CString,
+    /// `fds[i]` becomes descriptor `i`; all are numbered >= 10 so that
+    /// `dup2` onto 0..n never overwrites one not yet moved.
+    fds: Vec<OwnedFd>,
+    mounts: Option<MountPlan>,
+    limits: Vec<(Resource, u64)>,
+    report: OwnedFd,
+}
+
+/// The mount-namespace setup: cover the workspace root, bring back the session's directory.
+struct MountPlan {
+    workspace_root: CString,
+    session_dir: CString,
+    mount_point: CString,
+    /// A reserved descriptor number N: the child opens the session directory
+    /// (it must be opened inside the new namespace to be bind-mountable) and
+    /// moves it to N, so that `source_path` (`/proc/self/fd/N`) still names
+    /// it after the cover hides the directory's path.
+    source_slot: OwnedFd,
+    source_path: CString,
+}
+
+fn c_string(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "NUL byte in a path, argument or variable",
+        )
+    })
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    c_string(path.as_os_str().as_bytes())
+}
+
+/// A copy of `fd` numbered >= 10, close-on-exec.
+fn high_fd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new descriptor we own.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: just created.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+impl ChildPlan {
+    pub(super) fn new(spec: &LaunchSpec, fds: Vec<OwnedFd>, report: File) -> io::Result<Self> {
+        let namespaces = spec.isolation == Isolation::Namespaces;
+        let mounts = if namespaces {
+            // Any descriptor can hold the number; a copy of the report pipe does.
+            let source_slot = high_fd(report.as_fd())?;
+            let name = spec.session_dir.file_name().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidInput, "session directory has no name")
+            })?;
+            Some(MountPlan {
+                workspace_root: c_path(&spec.workspace_root)?,
+                session_dir: c_path(&spec.session_dir)?,
+                mount_point: c_path(&spec.workspace_root.join(name))?,
+                source_path: c_string(
+                    format!("/proc/self/fd/{}", source_slot.as_raw_fd()).as_bytes(),
+                )?,
+                source_slot,
+            })
+        } else {
+            None
+        };
+        let limits = &spec.limits;
+        let limits = [
+            (libc::RLIMIT_CPU, limits.cpu_seconds),
+            (libc::RLIMIT_AS, limits.address_space_bytes),
+            (libc::RLIMIT_NPROC, limits.processes),
+            (libc::RLIMIT_FSIZE, limits.file_size_bytes),
+        ]
+        .into_iter()
+        .map(|(resource, value)| {
+            (
+                resource,
+                if value == 0 {
+                    libc::RLIM_INFINITY
+                } else {
+                    value
+                },
+            )
+        })
+        // No core files: they would land in the session's directory.
+        .chain([(libc::RLIMIT_CORE, 0)])
+        .collect();
+        Ok(Self {
+            namespaces,
+            program: c_path(&spec.program)?,
+            argv: spec
+                .args
+                .iter()
+                .map(|a| c_string(a.as_bytes()))
+                .collect::<io::Result<_>>()?,
+            envp: spec
+                .env
+                .iter()
+                .map(|(k, v)| c_string(format!("{k}={v}").as_bytes()))
+                .collect::<io::Result<_>>()?,
+            cwd: c_path(&spec.cwd)?,
+            fallback_cwd: c_path(&spec.session_dir)?,
+            fds: fds
+                .iter()
+                .map(|fd| high_fd(fd.as_fd()))
+                .collect::<io::Result<_>>()?,
+            mounts,
+            limits,
+            report: high_fd(report.as_fd())?,
+        })
+    }
+
+    /// Clones the child (on the spawner thread); returns its pid and pidfd.
+    pub(super) fn clone_child(self) -> io::Result<(i32, OwnedFd)> {
+        let argv = null_terminated(&self.argv);
+        let envp = null_terminated(&self.envp);
+        let mut pidfd: c_int = -1;
+        // SAFETY: clone_args is plain data; zero is the default for every field.
+        let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+        args.flags = libc::CLONE_PIDFD as u64;
+        if self.namespaces {
+            args.flags |= (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
+        }
+        args.pidfd = &mut pidfd as *mut c_int as u64;
+        args.exit_signal = libc::SIGCHLD as u64;
+        // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a
+        // copy of this thread and runs only async-signal-safe code below.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut libc::clone_args,
+                std::mem::size_of::<libc::clone_args>(),
+            )
+        };
+        match pid {
+            -1 => Err(io::Error::last_os_error()),
+            // SAFETY: we are the child; run_child never returns.
+            0 => unsafe { self.run_child(&argv, &envp) },
+            // SAFETY: CLONE_PIDFD stored a new descriptor in `pidfd`.
+            pid => Ok((pid as i32, unsafe { OwnedFd::from_raw_fd(pidfd) })),
+        }
+    }
+
+    /// The child's side: set up the sandbox and exec. Only async-signal-safe calls.
+    unsafe fn run_child(&self, argv: &[*const c_char], envp: &[*const c_char]) -> ! {
+        let report = self.report.as_raw_fd();
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            fail(report, Step::DeathSignal);
+        }
+        // Ignored signals stay ignored across execve, and Rust programs ignore
+        // SIGPIPE: without this `yes | head` would never end cleanly.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut no_signals: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut no_signals);
+        libc::sigprocmask(libc::SIG_SETMASK, &no_signals, ptr::null_mut());
+        if libc::setsid() < 0 {
+            fail(report, Step::Setsid);
+        }
+        if let Some(mounts) = &self.mounts {
+            if let Err(step) = mounts.apply() {
+                fail(report, step);
+            }
+        }
+        for &(resource, value) in &self.limits {
+            let limit = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            if libc::setrlimit(resource, &limit) != 0 {
+                fail(report, Step::Limits);
+            }
+        }
+        for (target, fd) in self.fds.iter().enumerate() {
+            if libc::dup2(fd.as_raw_fd(), target as c_int) < 0 {
+                fail(report, Step::Fds);
+            }
+        }
+        // Descriptors the host leaked without close-on-exec must not reach the
+        // shell; the report pipe stays open until execve closes it.
+        libc::syscall(
+            libc::SYS_close_range,
+            self.fds.len() as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if libc::chdir(self.cwd.as_ptr()) != 0 && libc::chdir(self.fallback_cwd.as_ptr()) != 0 {
+            fail(report, Step::Chdir);
+        }
+        libc::execve(self.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        fail(report, Step::Exec)
+    }
+}
+
+impl MountPlan {
+    /// Runs in the child, inside the new mount and PID namespaces.
+    unsafe fn apply(&self) -> Result<(), Step> {
+        let none = ptr::null::<c_char>();
+        // Nothing we mount may propagate back to the host.
+        if libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            ptr::null(),
+        ) != 0
+        {
+            return Err(Step::PrivateMounts);
+        }
+        let source = libc::open(
+            self.session_dir.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        if source < 0 || libc::dup3(source, self.source_slot.as_raw_fd(), libc::O_CLOEXEC) < 0 {
+            return Err(Step::BindSession);
+        }
+        libc::close(source);
+        let cover_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        let cover_options = c"mode=0700,size=64k";
+        if libc::mount(
+            c"tmpfs".as_ptr(),
+            self.workspace_root.as_ptr(),
+            c"tmpfs".as_ptr(),
+            cover_flags,
+            cover_options.as_ptr().cast(),
+        ) != 0
+        {
+            return Err(Step::CoverRoot);
+        }
+        if libc::mkdir(self.mount_point.as_ptr(), 0o700) != 0 {
+            return Err(Step::MountPoint);
+        }
+        if libc::mount(
+            self.source_path.as_ptr(),
+            self.mount_point.as_ptr(),
+            none,
+            libc::MS_BIND | libc::MS_REC,
+            ptr::null(),
+        ) != 0
+        {
+            return Err(Step::BindSession);
+        }
+        // A /proc for the new PID namespace: only the session's processes.
+        if libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            ptr::null(),
+        ) != 0
+        {
+            return Err(Step::MountProc);
+        }
+        if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0 {
+            return Err(Step::DropCap);
+        }
+        Ok(())
+    }
+}
+
+/// Writes `(step, errno)` to the report pipe and exits. Async-signal-safe.
+fn fail(report: RawFd, step: Step) -> ! {
+    // SAFETY: errno location is thread-local and always valid; write/_exit are
+    // async-signal-safe.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let mut message = [0u8; 8];
+        message[..4].copy_from_slice(&(step as u32).to_ne_bytes());
+        message[4..].copy_from_slice(&errno.to_ne_bytes());
+        libc::write(report, message.as_ptr().cast(), message.len());
+        libc::_exit(127)
+    }
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(ptr::null()))
+        .collect()
+}

@@ -1,0 +1,317 @@
+//! A bash session: its directory, its shell, one command at a time, and the
+//! rules for replacing the shell when it is lost.
+//!
+//! The shell is replaced (fresh state: starting directory, configured
+//! environment, no functions, no background jobs) when it exits during a
+//! command (`exit`, a signal), when it died between calls, or when a command
+//! that ran out of time could not be stopped without killing it. The next
+//! result says so with `shell_restarted: true`. If a new shell cannot be
+//! started, calls fail with "session broken" until one can.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::process::Killer;
+use crate::sandbox::LaunchSpec;
+use crate::shell::{Output, RunOutcome, Shell, StartError};
+use crate::spawner::Spawner;
+use crate::workspace::SessionDir;
+
+/// How long a new shell may take to become ready.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long cleanup waits for a running call to notice its shell was killed.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a call waiting for the shell looks at its cancel flag.
+const TICK: Duration = Duration::from_millis(20);
+
+/// A command that finished.
+#[derive(Debug)]
+pub struct Finished {
+    /// What it wrote.
+    pub output: Output,
+    /// Its return code; for a command that ended the shell, the shell's.
+    pub return_code: i32,
+    /// The shell's working directory afterwards.
+    pub cwd: String,
+    /// The shell was replaced since the previous result (state was reset).
+    pub shell_restarted: bool,
+}
+
+/// Why a command did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// It ran out of time or was cancelled; what it started was killed.
+    /// `shell_kept`: the shell survived with its state (else it was replaced).
+    #[error("the command was stopped")]
+    Stopped { output: Output, shell_kept: bool },
+    /// Another command of this session held the shell until the deadline.
+    #[error("the session's shell was busy with another command until the deadline")]
+    Busy,
+    /// The session cannot run commands (ended, or no shell can be started).
+    #[error("{0}")]
+    Broken(String),
+    /// Talking to the shell failed.
+    #[error("talking to the shell failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A session of the bash plugin.
+#[derive(Debug)]
+pub struct BashSession {
+    dir: SessionDir,
+    launch: LaunchSpec,
+    spawner: Arc<Spawner>,
+    output_limit: usize,
+    state: Mutex<State>,
+    idle: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The idle shell (`None` while a call uses it, or after it was lost).
+    shell: Option<Shell>,
+    /// A call is using the shell.
+    busy: bool,
+    /// Kills the shell a call is using (for cleanup).
+    running: Option<Killer>,
+    /// The session has been cleaned up.
+    closed: bool,
+    /// The shell was replaced and no result has said so yet.
+    restarted: bool,
+}
+
+impl BashSession {
+    /// Starts the session's shell in `dir`.
+    pub fn start(
+        dir: SessionDir,
+        launch: LaunchSpec,
+        spawner: Arc<Spawner>,
+        output_limit: usize,
+    ) -> Result<Self, StartError> {
+        let shell = Shell::start(&spawner, &launch, Instant::now() + START_TIMEOUT);
+        let shell = match shell {
+            Ok(shell) => shell,
+            Err(e) => {
+                let _ = dir.remove();
+                return Err(e);
+            }
+        };
+        Ok(Self {
+            dir,
+            launch,
+            spawner,
+            output_limit,
+            state: Mutex::new(State {
+                shell: Some(shell),
+                ..State::default()
+            }),
+            idle: Condvar::new(),
+        })
+    }
+
+    /// The session's directory.
+    pub fn dir(&self) -> &SessionDir {
+        &self.dir
+    }
+
+    /// Runs `command` until it finishes, `deadline` passes or `cancelled()`.
+    pub fn run(
+        &self,
+        command: &str,
+        deadline: Instant,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Finished, RunError> {
+        let mut lease = self.acquire(deadline, cancelled)?;
+        let outcome = lease
+            .shell_mut()?
+            .run(command, self.output_limit, deadline, cancelled);
+        match outcome {
+            Ok(RunOutcome::Finished {
+                output,
+                return_code,
+                cwd,
+            }) => Ok(Finished {
+                output,
+                return_code,
+                cwd,
+                shell_restarted: lease.take_restarted(),
+            }),
+            Ok(RunOutcome::ShellExited {
+                output,
+                return_code,
+            }) => {
+                lease.replace_shell()?;
+                let cwd = lease
+                    .shell_mut()
+                    .map(|s| s.cwd().to_string())
+                    .unwrap_or_default();
+                Ok(Finished {
+                    output,
+                    return_code,
+                    cwd,
+                    shell_restarted: lease.take_restarted(),
+                })
+            }
+            Ok(RunOutcome::Stopped { output, shell_kept }) => {
+                if !shell_kept {
+                    // The error goes out now; the next result reports the restart.
+                    let _ = lease.replace_shell();
+                }
+                Err(RunError::Stopped { output, shell_kept })
+            }
+            Err(e) => {
+                let _ = lease.replace_shell();
+                Err(RunError::Io(e))
+            }
+        }
+    }
+
+    /// Ends the session: kills the shell and everything it started (ending a
+    /// running call), then deletes the session's directory.
+    pub fn close(&self) -> std::io::Result<()> {
+        let mut state = self.lock();
+        state.closed = true;
+        let give_up = Instant::now() + CLOSE_TIMEOUT;
+        while state.busy && Instant::now() < give_up {
+            if let Some(killer) = &state.running {
+                killer.kill();
+            }
+            state = self
+                .idle
+                .wait_timeout(state, TICK)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        let shell = state.shell.take();
+        drop(state);
+        drop(shell); // kills and reaps
+        self.dir.remove()
+    }
+
+    /// Waits until no other call uses the shell, then takes it.
+    fn acquire(
+        &self,
+        deadline: Instant,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Lease<'_>, RunError> {
+        let mut state = self.lock();
+        while state.busy {
+            if Instant::now() >= deadline || cancelled() {
+                return Err(RunError::Busy);
+            }
+            state = self
+                .idle
+                .wait_timeout(state, TICK)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if state.closed {
+            return Err(RunError::Broken("the session has ended".into()));
+        }
+        state.busy = true;
+        let mut shell = state.shell.take();
+        drop(state);
+        // A shell that died while idle (killed from outside, OOM) is replaced
+        // before the command runs, so the command is not blamed for it.
+        if let Some(s) = shell.as_mut() {
+            if s.has_exited() {
+                shell = None;
+                self.lock().restarted = true;
+            }
+        }
+        let mut lease = Lease {
+            session: self,
+            shell: None,
+        };
+        match shell {
+            Some(shell) => lease.install(shell),
+            None => lease.start_shell()?,
+        }
+        Ok(lease)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for BashSession {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// One call's exclusive use of the shell; gives it back when dropped.
+struct Lease<'a> {
+    session: &'a BashSession,
+    shell: Option<Shell>,
+}
+
+impl Lease<'_> {
+    fn shell_mut(&mut self) -> Result<&mut Shell, RunError> {
+        self.shell
+            .as_mut()
+            .ok_or_else(|| RunError::Broken("the session has no shell".into()))
+    }
+
+    /// Makes `shell` the one this call uses (and cleanup can kill).
+    fn install(&mut self, shell: Shell) {
+        self.session.lock().running = Some(shell.killer());
+        self.shell = Some(shell);
+    }
+
+    /// Starts a fresh shell unless the session has ended.
+    fn start_shell(&mut self) -> Result<(), RunError> {
+        if self.session.lock().closed {
+            return Err(RunError::Broken("the session has ended".into()));
+        }
+        let session = self.session;
+        let started = Shell::start(
+            &session.spawner,
+            &session.launch,
+            Instant::now() + START_TIMEOUT,
+        );
+        match started {
+            Ok(shell) => {
+                self.install(shell);
+                Ok(())
+            }
+            Err(e) => Err(RunError::Broken(format!(
+                "the session's shell is gone and a new one could not be started: {e}"
+            ))),
+        }
+    }
+
+    /// Drops the current shell (killing what is left of it) and starts a new one.
+    fn replace_shell(&mut self) -> Result<(), RunError> {
+        self.shell = None;
+        {
+            let mut state = self.session.lock();
+            state.running = None;
+            state.restarted = true;
+        }
+        self.start_shell()
+    }
+
+    /// Whether the shell was replaced since the last result said so; resets it.
+    fn take_restarted(&mut self) -> bool {
+        std::mem::take(&mut self.session.lock().restarted)
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut state = self.session.lock();
+        state.busy = false;
+        state.running = None;
+        if state.closed {
+            let shell = self.shell.take();
+            drop(state);
+            drop(shell);
+        } else {
+            state.shell = self.shell.take();
+            drop(state);
+        }
+        self.session.idle.notify_all();
+    }
+}
