@@ -1,0 +1,158 @@
+//! A small HTTP/1.1 client on hyper: one keep-alive connection ([`Conn`]) for
+//! the load generator, and [`Api`] for the JSON calls that set scenarios up.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{header, Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+
+/// One keep-alive connection to the server.
+pub struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Conn {
+    /// Connects (with `TCP_NODELAY`, as HTTP clients do) and starts the connection task.
+    pub async fn open(addr: SocketAddr) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP handshake")?;
+        tokio::spawn(async move {
+            // Ends when the sender is dropped or the server closes; nothing to report.
+            let _ = connection.await;
+        });
+        Ok(Conn {
+            sender,
+            host: addr.to_string(),
+        })
+    }
+
+    /// Sends one request and reads the whole response.
+    pub async fn send(
+        &mut self,
+        method: &Method,
+        path: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let request = Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header(header::HOST, &self.host)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// JSON calls to the native API, each on a fresh connection (setup traffic,
+/// not measured).
+#[derive(Clone, Copy)]
+pub struct Api {
+    pub addr: SocketAddr,
+}
+
+/// The longest any setup call may take (rag warmup builds an index).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(1800);
+
+impl Api {
+    /// Any request; returns the status and the JSON body.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let call = async {
+            let mut conn = Conn::open(self.addr).await?;
+            conn.send(&method, path, body).await
+        };
+        let (status, bytes) = tokio::time::timeout(SETUP_TIMEOUT, call)
+            .await
+            .with_context(|| format!("{method} {path} did not answer"))??;
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| json!({ "raw": String::from_utf8_lossy(&bytes).into_owned() }));
+        Ok((status, value))
+    }
+
+    /// `GET path`, requiring success; returns the body.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let (status, body) = self.request(Method::GET, path, None).await?;
+        check(status, &body, path)?;
+        Ok(body)
+    }
+
+    /// `POST path` with a JSON body, requiring `code: 0`; returns the whole envelope.
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let (status, reply) = self.request(Method::POST, path, Some(&body)).await?;
+        check(status, &reply, path)?;
+        Ok(reply)
+    }
+
+    /// `POST /execute`, requiring success; returns the envelope.
+    pub async fn execute(
+        &self,
+        worker: &str,
+        action: &str,
+        params: Value,
+    ) -> anyhow::Result<Value> {
+        self.post(
+            "/execute",
+            json!({"worker_id": worker, "action": action, "params": params}),
+        )
+        .await
+    }
+
+    /// `POST /session/create` for `worker`.
+    pub async fn create_session(
+        &self,
+        worker: &str,
+        resource: &str,
+        config: Value,
+    ) -> anyhow::Result<Value> {
+        self.post(
+            "/session/create",
+            json!({"worker_id": worker, "resource_type": resource, "config": config}),
+        )
+        .await
+    }
+
+    /// `POST /session/destroy` for `worker`.
+    pub async fn destroy_session(&self, worker: &str, resource: &str) -> anyhow::Result<()> {
+        self.post(
+            "/session/destroy",
+            json!({"worker_id": worker, "resource_type": resource}),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `POST /warmup` for the named backends.
+    pub async fn warmup(&self, backends: &[&str]) -> anyhow::Result<Value> {
+        self.post("/warmup", json!({ "backends": backends })).await
+    }
+}
+
+fn check(status: u16, body: &Value, path: &str) -> anyhow::Result<()> {
+    let code = body.get("code").and_then(Value::as_i64).unwrap_or(0);
+    if status != 200 || code != 0 {
+        bail!("{path} answered HTTP {status}: {body}");
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! How long and how big each measurement is, in full and quick mode.
+
+use std::time::Duration;
+
+/// One group of measurements, each with its own server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Host,
+    Bash,
+    Vm,
+    Rag,
+    Hotplug,
+    Soak,
+}
+
+/// Durations and sizes of one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// `"full"` or `"quick"`.
+    pub mode: &'static str,
+    pub scenarios: Vec<Scenario>,
+    /// Each throughput/latency measurement (after a short untimed warm-up).
+    pub window: Duration,
+    /// Untimed requests before each measurement window.
+    pub warmup: Duration,
+    /// The "many sessions for a while" runs of bash (100 sessions) and vm (20).
+    pub endurance: Duration,
+    /// The mixed reliability soak.
+    pub soak: Duration,
+    /// Repetitions of one-off timings (session start, hot-plug).
+    pub repeats: usize,
+    /// Passages in the synthetic rag corpus.
+    pub rag_passages: u64,
+    /// Documents sent to `rag:index` for its throughput.
+    pub rag_index_docs: usize,
+    /// Sessions created to measure memory per vm session.
+    pub vm_memory_sessions: usize,
+}
+
+impl Plan {
+    /// The committed configuration: BENCHMARKS.md comes from this.
+    pub fn full() -> Self {
+        Self {
+            mode: "full",
+            scenarios: all(),
+            window: Duration::from_secs(5),
+            warmup: Duration::from_millis(500),
+            endurance: Duration::from_secs(30),
+            soak: Duration::from_secs(60),
+            repeats: 5,
+            rag_passages: 20_000,
+            rag_index_docs: 512,
+            vm_memory_sessions: 4,
+        }
+    }
+
+    /// Short runs with the same table shape, for iteration.
+    pub fn quick() -> Self {
+        Self {
+            mode: "quick",
+            scenarios: all(),
+            window: Duration::from_secs(1),
+            warmup: Duration::from_millis(200),
+            endurance: Duration::from_secs(5),
+            soak: Duration::from_secs(10),
+            repeats: 2,
+            rag_passages: 2_000,
+            rag_index_docs: 64,
+            vm_memory_sessions: 2,
+        }
+    }
+}
+
+fn all() -> Vec<Scenario> {
+    vec![
+        Scenario::Host,
+        Scenario::Bash,
+        Scenario::Vm,
+        Scenario::Rag,
+        Scenario::Hotplug,
+        Scenario::Soak,
+    ]
+}

@@ -1,0 +1,194 @@
+//! bash: `bash:run "echo hi"` over HTTP against spawning `bash -c` per call,
+//! session create+destroy rate, and 100 concurrent sessions for a while.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use anyhow::ensure;
+use serde_json::{json, Value};
+
+use super::{parallel, Ctx};
+use crate::figure::Fig;
+use crate::load::{self, Req, Spec};
+use crate::report::{Row, Section};
+use crate::server::{Server, ServerSpec};
+
+const MANY_SESSIONS: usize = 100;
+
+pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
+    let lib = cx.artifacts.plugin("bash")?;
+    let server = Server::start(
+        &cx.artifacts.agentflow,
+        &ServerSpec::new().plugin("bash", lib),
+    )
+    .await?;
+    let api = server.api();
+    api.warmup(&["bash"]).await?;
+    section.note(format!(
+        "Plugin defaults from `plugins.toml` (isolation `auto`). The baseline spawns \
+         `bash -c \"echo hi\"` per call from the benchmark process and reads its output. \
+         The {MANY_SESSIONS}-session run gives each client its own worker and session \
+         and lasts {} s.",
+        cx.plan.endurance.as_secs()
+    ));
+
+    let worker = "bench-bash-0";
+    api.create_session(worker, "bash", json!({})).await?;
+    let first = api
+        .execute(worker, "bash:run", json!({"command": "echo hi"}))
+        .await?;
+    ensure!(
+        first["data"]["stdout"] == "hi\n"
+            && first["meta"]["temporary_session"] == Value::Bool(false),
+        "bash:run on the session answered {first}"
+    );
+
+    eprintln!("  bash:run c=1 and the bash -c baseline");
+    let run1 = load::run(
+        server.addr,
+        cx.spec(1),
+        Arc::new(move |_, _| run_req(worker)),
+    )
+    .await;
+    run1.require_no_errors("bash:run c=1")?;
+    let spawned = load::run_local(cx.plan.warmup, cx.plan.window, spawn_bash).await?;
+    let (r, s) = (run1.total(), spawned.total());
+    let spawn_rate = Fig::rate(spawned.total_rate(), "calls/s");
+    let run_rate = Fig::rate(run1.total_rate(), "calls/s");
+    section.row(
+        Row::new(
+            "`bash:run \"echo hi\"` explicit session c=1 throughput",
+            run_rate,
+        )
+        .vs("`bash -c` spawn", spawn_rate),
+    );
+    section.row(
+        Row::new("`bash:run \"echo hi\"` c=1 p50", Fig::ms(r.latency_ms(0.5)))
+            .vs("`bash -c` spawn p50", Fig::ms(s.latency_ms(0.5))),
+    );
+    section.row(
+        Row::new(
+            "`bash:run \"echo hi\"` c=1 p99",
+            Fig::ms(r.latency_ms(0.99)),
+        )
+        .vs("`bash -c` spawn p99", Fig::ms(s.latency_ms(0.99))),
+    );
+
+    eprintln!("  session create+destroy");
+    let cycles = load::run(
+        server.addr,
+        cx.spec(1),
+        Arc::new(|_, i| create_or_destroy(i)),
+    )
+    .await;
+    cycles.require_no_errors("bash session create/destroy")?;
+    let per_sec = cycles.rate("create").min(cycles.rate("destroy"));
+    section.row(
+        Row::new(
+            "bash session create+destroy c=1",
+            Fig::rate(per_sec, "cycles/s"),
+        )
+        .vs("`bash -c` spawn", spawn_rate),
+    );
+    section.row(
+        Row::new(
+            "bash session create p50",
+            Fig::ms(cycles.kind("create").latency_ms(0.5)),
+        )
+        .vs("`bash -c` spawn p50", Fig::ms(s.latency_ms(0.5))),
+    );
+
+    eprintln!(
+        "  {MANY_SESSIONS} sessions for {} s",
+        cx.plan.endurance.as_secs()
+    );
+    parallel(MANY_SESSIONS, 8, move |w| async move {
+        api.create_session(&many_worker(w), "bash", json!({}))
+            .await
+            .map(drop)
+    })
+    .await?;
+    let spec = Spec::new(MANY_SESSIONS, cx.plan.warmup, cx.plan.endurance);
+    let many = load::run(server.addr, spec, Arc::new(|w, _| run_req(&many_worker(w)))).await;
+    let m = many.total();
+    section.row(
+        Row::new(
+            format!(
+                "{MANY_SESSIONS} sessions × `bash:run` for {} s: errors",
+                cx.plan.endurance.as_secs()
+            ),
+            Fig::count(m.errors()),
+        )
+        .target("0", m.errors() == 0),
+    );
+    section.row(Row::new(
+        format!("{MANY_SESSIONS} sessions: calls"),
+        Fig::count(m.ok),
+    ));
+    section.row(
+        Row::new(
+            format!("{MANY_SESSIONS} sessions: throughput"),
+            Fig::rate(many.total_rate(), "calls/s"),
+        )
+        .vs("c=1", run_rate),
+    );
+    section.row(
+        Row::new(
+            format!("{MANY_SESSIONS} sessions: p99"),
+            Fig::ms(m.latency_ms(0.99)),
+        )
+        .vs("c=1 p99", Fig::ms(r.latency_ms(0.99))),
+    );
+    if m.errors() > 0 {
+        eprintln!("  errors: {:?}", m.samples);
+    }
+    parallel(MANY_SESSIONS, 8, move |w| async move {
+        api.destroy_session(&many_worker(w), "bash").await
+    })
+    .await?;
+    server.stop().await?;
+    Ok(())
+}
+
+fn many_worker(w: usize) -> String {
+    format!("bench-many-{w}")
+}
+
+fn run_req(worker: &str) -> Req {
+    Req::post(
+        "run",
+        "/execute",
+        &json!({"worker_id": worker, "action": "bash:run", "params": {"command": "echo hi"}}),
+    )
+}
+
+fn create_or_destroy(iteration: u64) -> Req {
+    let worker = "bench-bash-cycle";
+    if iteration.is_multiple_of(2) {
+        Req::post(
+            "create",
+            "/session/create",
+            &json!({"worker_id": worker, "resource_type": "bash", "config": {}}),
+        )
+    } else {
+        Req::post(
+            "destroy",
+            "/session/destroy",
+            &json!({"worker_id": worker, "resource_type": "bash"}),
+        )
+    }
+}
+
+/// The baseline: what a backend that spawns a shell per call pays.
+fn spawn_bash() -> anyhow::Result<()> {
+    let out = Command::new("bash")
+        .args(["-c", "echo hi"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()?;
+    ensure!(
+        out.status.success() && out.stdout == b"hi\n",
+        "bash -c answered {out:?}"
+    );
+    Ok(())
+}

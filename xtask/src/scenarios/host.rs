@@ -1,0 +1,161 @@
+//! Host overhead: `/execute` of a trivial tool against `GET /health` on the
+//! same server, at concurrency 1 and 64, on explicit and temporary sessions.
+
+use std::sync::Arc;
+
+use anyhow::ensure;
+use serde_json::{json, Value};
+
+use super::Ctx;
+use crate::figure::Fig;
+use crate::load::{self, Outcome, Req};
+use crate::report::{Row, Section};
+use crate::server::{Server, ServerSpec};
+
+const CONCURRENCY: [usize; 2] = [1, 64];
+
+pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
+    let fixture = cx.artifacts.plugin("fixture")?;
+    section.note(
+        "Trivial tool: `fixture:echo {\"text\": \"hi\"}` from `tests/fixture-plugin` \
+         (crate agentflow-fixture), alone on its server: it returns its params and \
+         session id, so what is timed is the host (HTTP, JSON, schema validation, \
+         session lookup, the blocking-pool hop and the plugin ABI). Each client \
+         of an explicit-session run has its own worker and session; each call of a \
+         temporary-session run creates and destroys a session.",
+    );
+    let server = Server::start(
+        &cx.artifacts.agentflow,
+        &ServerSpec::new().plugin("fixture", fixture),
+    )
+    .await?;
+    let api = server.api();
+    api.warmup(&["fixture"]).await?;
+
+    let max = CONCURRENCY.iter().copied().max().unwrap_or(1);
+    for w in 0..max {
+        api.create_session(&explicit_worker(w), "fixture", json!({}))
+            .await?;
+    }
+    check_sessions(&server).await?;
+
+    let mut runs = Vec::new();
+    for c in CONCURRENCY {
+        eprintln!("  c={c}: /health, /execute explicit, /execute temporary");
+        let health = load::run(
+            server.addr,
+            cx.spec(c),
+            Arc::new(|_, _| Req::get("health", "/health")),
+        )
+        .await;
+        let explicit = load::run(
+            server.addr,
+            cx.spec(c),
+            Arc::new(|w, _| echo(explicit_worker(w))),
+        )
+        .await;
+        let temporary = load::run(
+            server.addr,
+            cx.spec(c),
+            Arc::new(|w, _| echo(format!("bench-temp-{w}"))),
+        )
+        .await;
+        for (what, o) in [
+            ("/health", &health),
+            ("explicit", &explicit),
+            ("temporary", &temporary),
+        ] {
+            o.require_no_errors(&format!("{what} at c={c}"))?;
+        }
+        runs.push((c, health, explicit, temporary));
+    }
+    for (c, health, explicit, temporary) in &runs {
+        rows(section, *c, health, explicit, temporary);
+    }
+    server.stop().await?;
+    Ok(())
+}
+
+fn explicit_worker(w: usize) -> String {
+    format!("bench-explicit-{w}")
+}
+
+fn echo(worker: String) -> Req {
+    Req::post(
+        "execute",
+        "/execute",
+        &json!({"worker_id": worker, "action": "fixture:echo", "params": {"text": "hi"}}),
+    )
+}
+
+/// The calls do what the rows claim: an explicit worker's call runs on its
+/// session, another worker's call on a temporary one.
+async fn check_sessions(server: &Server) -> anyhow::Result<()> {
+    let api = server.api();
+    let on_session = api
+        .execute(&explicit_worker(0), "fixture:echo", json!({"text": "hi"}))
+        .await?;
+    let temporary = api
+        .execute("bench-temp-check", "fixture:echo", json!({"text": "hi"}))
+        .await?;
+    ensure!(
+        on_session["data"]["text"] == "hi",
+        "fixture:echo answered {on_session}"
+    );
+    ensure!(
+        on_session["meta"]["temporary_session"] == Value::Bool(false),
+        "an explicit worker's call did not use its session: {on_session}"
+    );
+    ensure!(
+        temporary["meta"]["temporary_session"] == Value::Bool(true),
+        "a worker without a session did not get a temporary one: {temporary}"
+    );
+    let listed = api
+        .post("/session/list", json!({"worker_id": "bench-temp-check"}))
+        .await?;
+    let left = listed["data"]["sessions"].as_array().map_or(0, Vec::len);
+    ensure!(left == 0, "a temporary session outlived its call: {listed}");
+    Ok(())
+}
+
+fn rows(
+    section: &mut Section,
+    c: usize,
+    health: &Outcome,
+    explicit: &Outcome,
+    temporary: &Outcome,
+) {
+    let h = health.total();
+    let h_rate = Fig::rate(health.total_rate(), "req/s");
+    let h_p50 = Fig::ms(h.latency_ms(0.5));
+    let h_p99 = Fig::ms(h.latency_ms(0.99));
+    section.row(Row::new(format!("`GET /health` c={c} throughput"), h_rate));
+    section.row(Row::new(format!("`GET /health` c={c} p50"), h_p50));
+    section.row(Row::new(format!("`GET /health` c={c} p99"), h_p99));
+    let base = format!("/health c={c}");
+    for (label, o) in [
+        ("explicit session", explicit),
+        ("temporary session", temporary),
+    ] {
+        let s = o.total();
+        let rate = Fig::rate(o.total_rate(), "req/s");
+        let p99 = s.latency_ms(0.99);
+        let mut rate_row =
+            Row::new(format!("`/execute` {label} c={c} throughput"), rate).vs(&base, h_rate);
+        let mut p99_row =
+            Row::new(format!("`/execute` {label} c={c} p99"), Fig::ms(p99)).vs(&base, h_p99);
+        if c == 64 && label == "explicit session" {
+            rate_row = rate_row.target("≥ 0.5× /health", rate.value >= 0.5 * h_rate.value);
+            p99_row = p99_row.target("< 5 ms", p99 < 5.0);
+        }
+        section.row(rate_row);
+        section.row(
+            Row::new(
+                format!("`/execute` {label} c={c} p50"),
+                Fig::ms(s.latency_ms(0.5)),
+            )
+            .vs(&base, h_p50),
+        );
+        section.row(p99_row);
+    }
+}

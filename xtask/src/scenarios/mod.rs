@@ -1,0 +1,130 @@
+//! The measurements, one module per section of BENCHMARKS.md. Each starts its
+//! own server, so one section's sessions and load never skew another's.
+
+mod bash;
+mod host;
+mod hotplug;
+mod rag;
+mod soak;
+mod vm;
+
+use std::path::Path;
+
+use crate::artifacts::Artifacts;
+use crate::figure::Fig;
+use crate::load::Spec;
+use crate::machine::Machine;
+use crate::plan::{Plan, Scenario};
+use crate::report::{Row, Section};
+
+/// What every scenario gets.
+pub struct Ctx<'a> {
+    pub root: &'a Path,
+    pub artifacts: &'a Artifacts,
+    pub plan: &'a Plan,
+    pub machine: &'a Machine,
+}
+
+impl Ctx<'_> {
+    /// A load spec with this plan's warm-up and window.
+    pub fn spec(&self, concurrency: usize) -> Spec {
+        Spec::new(concurrency, self.plan.warmup, self.plan.window)
+    }
+
+    /// The CPU reference as a figure in milliseconds.
+    pub fn cpu_ms(&self) -> Fig {
+        Fig::duration(self.machine.cpu_reference)
+    }
+
+    /// The CPU reference as a rate (reference runs per second), for throughputs.
+    pub fn cpu_rate(&self) -> Fig {
+        Fig::rate(
+            1.0 / self.machine.cpu_reference.as_secs_f64().max(1e-9),
+            "ref/s",
+        )
+    }
+}
+
+/// The machine facts and every section, in plan order.
+pub struct Results {
+    pub machine: Machine,
+    pub sections: Vec<Section>,
+}
+
+/// Runs the plan's scenarios in order.
+pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow::Result<Results> {
+    let machine = tokio::task::spawn_blocking(Machine::probe).await?;
+    eprintln!(
+        "xtask bench: {} mode on {} ({} cores), CPU reference {:.0} ms",
+        plan.mode,
+        machine.cpu,
+        machine.cores,
+        machine.cpu_reference.as_secs_f64() * 1000.0
+    );
+    let cx = Ctx {
+        root,
+        artifacts,
+        plan,
+        machine: &machine,
+    };
+    let mut sections = Vec::new();
+    for scenario in &plan.scenarios {
+        let mut section = Section::new(title(*scenario));
+        eprintln!("== {}", section.title);
+        let result = match scenario {
+            Scenario::Host => host::run(&cx, &mut section).await,
+            Scenario::Bash => bash::run(&cx, &mut section).await,
+            Scenario::Vm => vm::run(&cx, &mut section).await,
+            Scenario::Rag => rag::run(&cx, &mut section).await,
+            Scenario::Hotplug => hotplug::run(&cx, &mut section).await,
+            Scenario::Soak => soak::run(&cx, &mut section).await,
+        };
+        if let Err(e) = result {
+            let reason = format!("{e:#}");
+            eprintln!("xtask bench: {}: {reason}", section.title);
+            // Keep the rows measured so far; say plainly what was not.
+            let first_line = reason.lines().next().unwrap_or_default().to_string();
+            section.row(Row::text("**not measured**", first_line));
+        }
+        sections.push(section);
+    }
+    Ok(Results { machine, sections })
+}
+
+fn title(s: Scenario) -> &'static str {
+    match s {
+        Scenario::Host => "Host overhead",
+        Scenario::Bash => "bash",
+        Scenario::Vm => "vm",
+        Scenario::Rag => "rag",
+        Scenario::Hotplug => "Hot-plug",
+        Scenario::Soak => "Reliability soak",
+    }
+}
+
+/// Runs `f(0..n)` with at most `width` at a time; the first error wins.
+pub async fn parallel<F, Fut>(n: usize, width: usize, f: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        if set.len() >= width {
+            if let Some(r) = set.join_next().await {
+                r??;
+            }
+        }
+        set.spawn(f(i));
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
+/// The median of a few timings (the upper one of an even count).
+pub fn median(values: &mut [std::time::Duration]) -> std::time::Duration {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or_default()
+}
