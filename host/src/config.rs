@@ -234,6 +234,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_shipped_plugins_toml_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.server.port, 18890);
+        for p in ["bash", "vm", "rag"] {
+            assert!(c.plugin(p).enabled, "{p}");
+        }
+    }
+
+    #[test]
     fn defaults_apply_to_an_empty_file() {
         let c = Config::parse("", Path::new("/etc")).unwrap();
         assert_eq!(c.server.port, 18890);
