@@ -387,15 +387,24 @@ fn calls_beyond_the_per_plugin_cap_are_refused_at_once() {
         .server("max_inflight_per_plugin = 1")
         .start();
     std::thread::scope(|scope| {
-        scope.spawn(|| {
-            s.post(
+        // The long call retries until it holds the plugin's one slot (the
+        // probes below may hold it for an instant).
+        scope.spawn(|| loop {
+            let r = s.post(
                 "/execute",
                 json!({"worker_id": "a", "action": "fixture:sleep", "params": {"seconds": 3}}),
-            )
+            );
+            if r.1["code"] != 2004 {
+                break r;
+            }
         });
-        assert!(eventually(Duration::from_secs(10), || {
+        assert!(eventually(Duration::from_secs(20), || {
             let r = s.execute("b", "fixture:echo", json!({"text": "x"}));
             r.1["code"] == 2004
+                && r.1["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("max_inflight_per_plugin")
         }));
     });
     let r = s.execute("b", "fixture:echo", json!({"text": "x"}));
