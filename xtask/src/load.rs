@@ -12,6 +12,7 @@ use hyper::Method;
 use serde_json::Value;
 
 use crate::client::Conn;
+use crate::stats::{Outcome, Stats};
 
 /// One request a worker sends; `kind` groups the statistics.
 #[derive(Clone)]
@@ -45,6 +46,26 @@ impl Req {
 /// Makes request number `iteration` of worker `worker`.
 pub type MakeReq = Arc<dyn Fn(usize, u64) -> Req + Send + Sync>;
 
+/// Worker `w` sends the requests of `scripts[w % len]` in turn, forever.
+/// Requests are built (and their JSON serialized) once, up front: the client
+/// shares the machine with the server, so its own work per request stays minimal.
+pub fn scripted(scripts: Vec<Vec<Req>>) -> MakeReq {
+    Arc::new(move |w, i| {
+        let script = &scripts[w % scripts.len()];
+        script[i as usize % script.len()].clone()
+    })
+}
+
+/// Worker `w` always sends `reqs[w % len]`.
+pub fn per_worker(reqs: Vec<Req>) -> MakeReq {
+    scripted(reqs.into_iter().map(|r| vec![r]).collect())
+}
+
+/// Every worker sends `reqs` in turn.
+pub fn cycle(reqs: Vec<Req>) -> MakeReq {
+    scripted(vec![reqs])
+}
+
 /// How to load the server.
 #[derive(Clone, Copy)]
 pub struct Spec {
@@ -65,121 +86,6 @@ impl Spec {
             duration,
             hung_after: Duration::from_secs(60),
         }
-    }
-}
-
-/// What happened to the requests of one kind.
-#[derive(Default, Clone)]
-pub struct Stats {
-    /// HTTP 200 answers in the timed window.
-    pub ok: u64,
-    /// Every other status over the whole run (warm-up included), by status.
-    pub failed: BTreeMap<u16, u64>,
-    /// Connection errors over the whole run.
-    pub transport: u64,
-    /// Requests that did not answer within `hung_after`.
-    pub hung: u64,
-    /// Latencies of the timed successes, in microseconds, sorted after the run.
-    pub latencies_us: Vec<u32>,
-    /// A few error bodies, for the log.
-    pub samples: Vec<String>,
-}
-
-impl Stats {
-    fn merge(&mut self, other: Stats) {
-        self.ok += other.ok;
-        for (s, n) in other.failed {
-            *self.failed.entry(s).or_default() += n;
-        }
-        self.transport += other.transport;
-        self.hung += other.hung;
-        self.latencies_us.extend(other.latencies_us);
-        for s in other.samples {
-            if self.samples.len() < 5 {
-                self.samples.push(s);
-            }
-        }
-    }
-
-    /// Every request that did not succeed.
-    pub fn errors(&self) -> u64 {
-        self.failed.values().sum::<u64>() + self.transport + self.hung
-    }
-
-    /// Answers with a 5xx status.
-    pub fn server_errors(&self) -> u64 {
-        self.failed.range(500..600).map(|(_, n)| n).sum()
-    }
-
-    /// The `q` quantile (0..=1) of the latencies, in milliseconds (nearest rank).
-    pub fn latency_ms(&self, q: f64) -> f64 {
-        percentile_ms(&self.latencies_us, q)
-    }
-
-    fn record_error(&mut self, sample: String) {
-        if self.samples.len() < 5 {
-            self.samples.push(sample);
-        }
-    }
-}
-
-/// The `q` quantile of sorted microsecond latencies, in milliseconds.
-pub fn percentile_ms(sorted_us: &[u32], q: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (q * sorted_us.len() as f64).ceil() as usize;
-    let i = rank.clamp(1, sorted_us.len()) - 1;
-    f64::from(sorted_us[i]) / 1000.0
-}
-
-/// The result of one load run.
-pub struct Outcome {
-    /// The timed window as it really was (until the last timed answer).
-    pub elapsed: Duration,
-    pub kinds: BTreeMap<&'static str, Stats>,
-}
-
-impl Outcome {
-    /// All kinds together.
-    pub fn total(&self) -> Stats {
-        let mut all = Stats::default();
-        for s in self.kinds.values() {
-            all.merge(s.clone());
-        }
-        all.latencies_us.sort_unstable();
-        all
-    }
-
-    /// Statistics of one kind (empty when none was sent).
-    pub fn kind(&self, kind: &str) -> Stats {
-        self.kinds.get(kind).cloned().unwrap_or_default()
-    }
-
-    /// Timed successes of `kind` per second.
-    pub fn rate(&self, kind: &str) -> f64 {
-        self.kind(kind).ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Timed successes of every kind per second.
-    pub fn total_rate(&self) -> f64 {
-        self.total().ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    /// Fails with the first error samples when any request failed.
-    pub fn require_no_errors(&self, what: &str) -> anyhow::Result<()> {
-        let total = self.total();
-        if total.errors() > 0 {
-            anyhow::bail!(
-                "{what}: {} of the requests failed (statuses {:?}, transport {}, hung {}); e.g. {:?}",
-                total.errors(),
-                total.failed,
-                total.transport,
-                total.hung,
-                total.samples
-            );
-        }
-        Ok(())
     }
 }
 
@@ -281,6 +187,34 @@ async fn worker(
     (stats, finished)
 }
 
+/// Runs the loads one after the other, `rounds` times, each round timing
+/// `window / rounds` of each, and merges every load's rounds. On a shared
+/// machine a figure and its baseline then see the same background load.
+pub async fn interleaved(
+    addr: SocketAddr,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+    rounds: usize,
+    loads: &[MakeReq],
+) -> Vec<Outcome> {
+    let rounds = rounds.max(1);
+    let slice = window / rounds as u32;
+    let mut merged: Vec<Option<Outcome>> = loads.iter().map(|_| None).collect();
+    for round in 0..rounds {
+        // The first round warms connections and pools; later ones just refill the pipeline.
+        let warm = if round == 0 { warmup } else { warmup / 5 };
+        for (make, total) in loads.iter().zip(merged.iter_mut()) {
+            let o = run(addr, Spec::new(concurrency, warm, slice), make.clone()).await;
+            match total {
+                Some(t) => t.absorb(o),
+                None => *total = Some(o),
+            }
+        }
+    }
+    merged.into_iter().flatten().collect()
+}
+
 /// The same timed loop for a local operation (a baseline without HTTP), on a
 /// blocking thread. `op` returns an error to count a failure.
 pub async fn run_local<F>(warmup: Duration, duration: Duration, op: F) -> anyhow::Result<Outcome>
@@ -311,4 +245,21 @@ where
         })
     })
     .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripts_repeat_per_worker() {
+        let make = scripted(vec![
+            vec![Req::get("a", "/a"), Req::get("b", "/b")],
+            vec![Req::get("c", "/c")],
+        ]);
+        let kinds: Vec<&str> = (0..3).map(|i| make(0, i).kind).collect();
+        assert_eq!(kinds, ["a", "b", "a"]);
+        assert_eq!(make(1, 5).kind, "c");
+        assert_eq!(make(2, 1).kind, "b");
+    }
 }

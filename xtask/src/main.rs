@@ -12,6 +12,7 @@ mod procs;
 mod report;
 mod scenarios;
 mod server;
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,7 +37,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct BenchArgs {
-    /// Short runs and a small rag corpus, for iteration (about 2 minutes).
+    /// Short runs and small rag corpora, for iteration (a few minutes).
     #[arg(long)]
     quick: bool,
     /// Where to write the report. Default: BENCHMARKS.md at the workspace
@@ -46,7 +47,8 @@ struct BenchArgs {
     /// Run only these scenarios (comma-separated).
     #[arg(long, value_delimiter = ',', value_enum)]
     only: Vec<Scenario>,
-    /// Passages in the synthetic rag corpus (overrides the mode's default).
+    /// Passages of the synthetic rag corpus indexed with dense embeddings
+    /// (overrides the mode's default; the target size is 100000).
     #[arg(long)]
     rag_passages: Option<u64>,
 }
@@ -97,7 +99,13 @@ fn run(root: &Path, plan: Plan, command: &str, out: &Path) -> anyhow::Result<()>
         .enable_all()
         .build()?;
     let measured = Instant::now();
-    let report = runtime.block_on(scenarios::run_all(root, &artifacts, &plan))?;
+    let report = runtime.block_on(async {
+        tokio::select! {
+            r = scenarios::run_all(root, &artifacts, &plan) => r,
+            // Dropping the run kills the servers it started (`kill_on_drop`).
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    })?;
     let text = report::render(
         &report::Header {
             command,

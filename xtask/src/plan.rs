@@ -23,14 +23,18 @@ pub struct Plan {
     pub window: Duration,
     /// Untimed requests before each measurement window.
     pub warmup: Duration,
+    /// A figure and its baseline are measured in this many alternating slices.
+    pub rounds: usize,
     /// The "many sessions for a while" runs of bash (100 sessions) and vm (20).
     pub endurance: Duration,
     /// The mixed reliability soak.
     pub soak: Duration,
     /// Repetitions of one-off timings (session start, hot-plug).
     pub repeats: usize,
-    /// Passages in the synthetic rag corpus.
+    /// Passages in the synthetic rag corpus indexed with dense embeddings.
     pub rag_passages: u64,
+    /// Passages in the synthetic rag corpus indexed for BM25 only.
+    pub rag_lexical_passages: u64,
     /// Documents sent to `rag:index` for its throughput.
     pub rag_index_docs: usize,
     /// Sessions created to measure memory per vm session.
@@ -45,11 +49,13 @@ impl Plan {
             scenarios: all(),
             window: Duration::from_secs(5),
             warmup: Duration::from_millis(500),
+            rounds: 5,
             endurance: Duration::from_secs(30),
             soak: Duration::from_secs(60),
             repeats: 5,
-            rag_passages: 20_000,
-            rag_index_docs: 512,
+            rag_passages: 1_000,
+            rag_lexical_passages: 100_000,
+            rag_index_docs: 64,
             vm_memory_sessions: 4,
         }
     }
@@ -61,11 +67,13 @@ impl Plan {
             scenarios: all(),
             window: Duration::from_secs(1),
             warmup: Duration::from_millis(200),
+            rounds: 2,
             endurance: Duration::from_secs(5),
             soak: Duration::from_secs(10),
-            repeats: 2,
-            rag_passages: 2_000,
-            rag_index_docs: 64,
+            repeats: 3,
+            rag_passages: 200,
+            rag_lexical_passages: 10_000,
+            rag_index_docs: 32,
             vm_memory_sessions: 2,
         }
     }

@@ -14,7 +14,7 @@ pub struct ProcId {
 fn stat(pid: u32) -> Option<(u32, u64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may contain spaces: split after the last ')'.
-    let rest = &text[text.rfind(')')? + 2..];
+    let rest = text.get(text.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // Fields after the name start at field 3 (state); ppid is field 4, starttime field 22.
     let ppid = fields.get(1)?.parse().ok()?;
@@ -111,4 +111,35 @@ pub fn cmdline(pid: u32) -> String {
                 .to_string()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_is_a_descendant_until_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let me = std::process::id();
+        let found = descendants(me)
+            .into_iter()
+            .find(|p| p.pid == child.id())
+            .expect("the child is listed");
+        assert!(alive(found));
+        assert!(cmdline(found.pid).starts_with("sleep 30"));
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        assert!(!alive(found));
+    }
+
+    #[test]
+    fn memory_of_this_process_is_read() {
+        let me = std::process::id();
+        assert!(rss_mib(me).is_some_and(|m| m > 0.0));
+        assert!(peak_rss_mib(me).is_some_and(|m| m > 0.0));
+        assert!(tree_pss_mib(me) > 0.0);
+    }
 }

@@ -131,7 +131,7 @@ pub fn render(h: &Header<'_>, sections: &[Section]) -> String {
     );
     let _ = writeln!(
         s,
-        "| CPU reference | {} (2^{} dependent xorshift steps, one thread, best of 3) |",
+        "| CPU reference | {} at the start (2^{} dependent xorshift steps, one thread, best of 3; timed again before each section, whose rows use that value) |",
         Fig::duration(m.cpu_reference),
         CPU_REFERENCE_STEPS.trailing_zeros()
     );
@@ -150,7 +150,9 @@ pub fn render(h: &Header<'_>, sections: &[Section]) -> String {
          baseline measured in the same run on the same machine, and the ratio \
          (figure ÷ baseline) is what to compare between machines. Latencies are \
          client-side (request sent to last byte read); pN is the N-th percentile. \
-         c=N is the number of concurrent clients.\n"
+         c=N is the number of concurrent clients. A throughput beside the CPU reference is \
+         divided by reference runs per second (ref/s): the ratio is the work done in the \
+         time of one reference run.\n"
     );
     for sec in sections {
         let _ = writeln!(s, "## {}\n", sec.title);
@@ -183,4 +185,30 @@ pub fn render(h: &Header<'_>, sections: &[Section]) -> String {
 /// Table cells must not break the table.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_shows_its_baseline_ratio_and_target() {
+        let row = Row::new("calls", Fig::rate(600.0, "calls/s"))
+            .vs("spawn", Fig::rate(200.0, "calls/s"))
+            .target("≥ 2×", true);
+        assert_eq!(row.baseline, "spawn: 200 calls/s");
+        assert_eq!(row.ratio, "3.00×");
+        assert_eq!(row.target, "≥ 2× ✅ met");
+    }
+
+    #[test]
+    fn seconds_compare_with_milliseconds() {
+        let row = Row::new("build", Fig::secs(2.0)).vs("reference", Fig::ms(500.0));
+        assert_eq!(row.ratio, "4.00×");
+    }
+
+    #[test]
+    fn cells_cannot_break_the_table() {
+        assert_eq!(cell("a|b\nc"), "a\\|b c");
+    }
 }

@@ -2,7 +2,6 @@
 //! session create+destroy rate, and 100 concurrent sessions for a while.
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 
 use anyhow::ensure;
 use serde_json::{json, Value};
@@ -12,6 +11,7 @@ use crate::figure::Fig;
 use crate::load::{self, Req, Spec};
 use crate::report::{Row, Section};
 use crate::server::{Server, ServerSpec};
+use crate::stats::Outcome;
 
 const MANY_SESSIONS: usize = 100;
 
@@ -26,9 +26,11 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     api.warmup(&["bash"]).await?;
     section.note(format!(
         "Plugin defaults from `plugins.toml` (isolation `auto`). The baseline spawns \
-         `bash -c \"echo hi\"` per call from the benchmark process and reads its output. \
+         `bash -c \"echo hi\"` per call from the benchmark process and reads its output; \
+         the two alternate in {} slices. \
          The {MANY_SESSIONS}-session run gives each client its own worker and session \
          and lasts {} s.",
+        cx.plan.rounds,
         cx.plan.endurance.as_secs()
     ));
 
@@ -44,14 +46,7 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     );
 
     eprintln!("  bash:run c=1 and the bash -c baseline");
-    let run1 = load::run(
-        server.addr,
-        cx.spec(1),
-        Arc::new(move |_, _| run_req(worker)),
-    )
-    .await;
-    run1.require_no_errors("bash:run c=1")?;
-    let spawned = load::run_local(cx.plan.warmup, cx.plan.window, spawn_bash).await?;
+    let (run1, spawned) = run_against_spawn(cx, &server, worker).await?;
     let (r, s) = (run1.total(), spawned.total());
     let spawn_rate = Fig::rate(spawned.total_rate(), "calls/s");
     let run_rate = Fig::rate(run1.total_rate(), "calls/s");
@@ -78,7 +73,7 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     let cycles = load::run(
         server.addr,
         cx.spec(1),
-        Arc::new(|_, i| create_or_destroy(i)),
+        load::cycle(vec![create_req(), destroy_req()]),
     )
     .await;
     cycles.require_no_errors("bash session create/destroy")?;
@@ -109,7 +104,10 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     })
     .await?;
     let spec = Spec::new(MANY_SESSIONS, cx.plan.warmup, cx.plan.endurance);
-    let many = load::run(server.addr, spec, Arc::new(|w, _| run_req(&many_worker(w)))).await;
+    let reqs = (0..MANY_SESSIONS)
+        .map(|w| run_req(&many_worker(w)))
+        .collect();
+    let many = load::run(server.addr, spec, load::per_worker(reqs)).await;
     let m = many.total();
     section.row(
         Row::new(
@@ -121,9 +119,9 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
         )
         .target("0", m.errors() == 0),
     );
-    section.row(Row::new(
-        format!("{MANY_SESSIONS} sessions: calls"),
-        Fig::count(m.ok),
+    section.note(format!(
+        "The {MANY_SESSIONS}-session run made {} calls.",
+        m.ok + m.errors()
     ));
     section.row(
         Row::new(
@@ -150,6 +148,40 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `bash:run` over HTTP and the `bash -c` baseline in alternating slices.
+async fn run_against_spawn(
+    cx: &Ctx<'_>,
+    server: &Server,
+    worker: &str,
+) -> anyhow::Result<(Outcome, Outcome)> {
+    let rounds = cx.plan.rounds.max(1);
+    let slice = cx.plan.window / rounds as u32;
+    let mut totals: Option<(Outcome, Outcome)> = None;
+    for round in 0..rounds {
+        let warm = if round == 0 {
+            cx.plan.warmup
+        } else {
+            cx.plan.warmup / 5
+        };
+        let http = load::run(
+            server.addr,
+            Spec::new(1, warm, slice),
+            load::per_worker(vec![run_req(worker)]),
+        )
+        .await;
+        http.require_no_errors("bash:run c=1")?;
+        let local = load::run_local(warm, slice, spawn_bash).await?;
+        match totals.as_mut() {
+            Some((h, l)) => {
+                h.absorb(http);
+                l.absorb(local);
+            }
+            None => totals = Some((http, local)),
+        }
+    }
+    totals.ok_or_else(|| anyhow::anyhow!("no rounds ran"))
+}
+
 fn many_worker(w: usize) -> String {
     format!("bench-many-{w}")
 }
@@ -162,21 +194,22 @@ fn run_req(worker: &str) -> Req {
     )
 }
 
-fn create_or_destroy(iteration: u64) -> Req {
-    let worker = "bench-bash-cycle";
-    if iteration.is_multiple_of(2) {
-        Req::post(
-            "create",
-            "/session/create",
-            &json!({"worker_id": worker, "resource_type": "bash", "config": {}}),
-        )
-    } else {
-        Req::post(
-            "destroy",
-            "/session/destroy",
-            &json!({"worker_id": worker, "resource_type": "bash"}),
-        )
-    }
+const CYCLE_WORKER: &str = "bench-bash-cycle";
+
+fn create_req() -> Req {
+    Req::post(
+        "create",
+        "/session/create",
+        &json!({"worker_id": CYCLE_WORKER, "resource_type": "bash", "config": {}}),
+    )
+}
+
+fn destroy_req() -> Req {
+    Req::post(
+        "destroy",
+        "/session/destroy",
+        &json!({"worker_id": CYCLE_WORKER, "resource_type": "bash"}),
+    )
 }
 
 /// The baseline: what a backend that spawns a shell per call pays.

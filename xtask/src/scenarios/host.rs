@@ -1,16 +1,15 @@
 //! Host overhead: `/execute` of a trivial tool against `GET /health` on the
 //! same server, at concurrency 1 and 64, on explicit and temporary sessions.
 
-use std::sync::Arc;
-
 use anyhow::ensure;
 use serde_json::{json, Value};
 
 use super::Ctx;
 use crate::figure::Fig;
-use crate::load::{self, Outcome, Req};
+use crate::load::{self, Req};
 use crate::report::{Row, Section};
 use crate::server::{Server, ServerSpec};
+use crate::stats::Outcome;
 
 const CONCURRENCY: [usize; 2] = [1, 64];
 
@@ -24,6 +23,14 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
          of an explicit-session run has its own worker and session; each call of a \
          temporary-session run creates and destroys a session.",
     );
+    section.note(format!(
+        "At each concurrency the three loads run in {} alternating slices of {} ms each \
+         ({} s each in total), so background load on a shared machine hits a figure and its \
+         baseline alike.",
+        cx.plan.rounds,
+        (cx.plan.window / cx.plan.rounds.max(1) as u32).as_millis(),
+        cx.plan.window.as_secs_f64()
+    ));
     let server = Server::start(
         &cx.artifacts.agentflow,
         &ServerSpec::new().plugin("fixture", fixture),
@@ -39,27 +46,25 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     }
     check_sessions(&server).await?;
 
+    let explicit_reqs: Vec<Req> = (0..max).map(|w| echo(explicit_worker(w))).collect();
+    let temporary_reqs: Vec<Req> = (0..max).map(|w| echo(format!("bench-temp-{w}"))).collect();
+    let loads = [
+        load::per_worker(vec![Req::get("health", "/health")]),
+        load::per_worker(explicit_reqs),
+        load::per_worker(temporary_reqs),
+    ];
     let mut runs = Vec::new();
     for c in CONCURRENCY {
         eprintln!("  c={c}: /health, /execute explicit, /execute temporary");
-        let health = load::run(
-            server.addr,
-            cx.spec(c),
-            Arc::new(|_, _| Req::get("health", "/health")),
-        )
-        .await;
-        let explicit = load::run(
-            server.addr,
-            cx.spec(c),
-            Arc::new(|w, _| echo(explicit_worker(w))),
-        )
-        .await;
-        let temporary = load::run(
-            server.addr,
-            cx.spec(c),
-            Arc::new(|w, _| echo(format!("bench-temp-{w}"))),
-        )
-        .await;
+        let p = cx.plan;
+        let mut measured = load::interleaved(server.addr, c, p.warmup, p.window, p.rounds, &loads)
+            .await
+            .into_iter();
+        let (Some(health), Some(explicit), Some(temporary)) =
+            (measured.next(), measured.next(), measured.next())
+        else {
+            anyhow::bail!("the load generator returned too few results");
+        };
         for (what, o) in [
             ("/health", &health),
             ("explicit", &explicit),
@@ -71,6 +76,9 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     }
     for (c, health, explicit, temporary) in &runs {
         rows(section, *c, health, explicit, temporary);
+        if *c > 1 {
+            section.note(little(*c, explicit.total_rate()));
+        }
     }
     server.stop().await?;
     Ok(())
@@ -158,4 +166,16 @@ fn rows(
         );
         section.row(p99_row);
     }
+}
+
+/// What Little's law says about latency at a fixed concurrency: each client
+/// sends again only after its answer, so mean latency = clients ÷ throughput.
+fn little(c: usize, rate: f64) -> String {
+    format!(
+        "With {c} clients that each wait for their answer, the mean latency is {c} ÷ \
+         throughput (Little's law): {:.1} ms at this run's `/execute` explicit-session \
+         throughput; a mean under 5 ms, let alone a p99, needs more than {:.0} req/s.",
+        c as f64 / rate * 1000.0,
+        c as f64 / 0.005
+    )
 }

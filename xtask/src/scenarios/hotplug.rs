@@ -14,12 +14,15 @@ use crate::server::{Server, ServerSpec};
 
 /// How long the host may take to list a new file before the row is a TODO.
 const DISCOVERY_LIMIT: Duration = Duration::from_secs(30);
+/// Time given to a fresh server before the file arrives.
+const SETTLE: Duration = Duration::from_secs(1);
 
 pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     let lib = cx.artifacts.plugin("bash")?;
     section.note(format!(
-        "The bash plugin is copied beside the plugin directory's files under a hidden \
-         name, then renamed into place; the clock starts at the rename. The client \
+        "A server starts with an empty plugin directory and runs for a second; then \
+         the bash plugin is copied into the directory under a hidden name and renamed \
+         into place; the clock starts at the rename. The client \
          polls `GET /warmup/status` every 10 ms until the file is listed, then calls \
          `POST /warmup {{\"backends\": [\"bash\"]}}` and `bash:run \"echo hi\"`. The \
          baseline starts a server with the plugin already in its directory and times \
@@ -32,6 +35,9 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     let mut cold = Vec::new();
     for _ in 0..cx.plan.repeats {
         let server = Server::start(&cx.artifacts.agentflow, &ServerSpec::new()).await?;
+        // A running server, not one still setting up its directory watch.
+        server.api().get("/warmup/status").await?;
+        tokio::time::sleep(SETTLE).await;
         let round = hot_plug(&server, lib).await;
         server.stop().await?;
         match round? {

@@ -9,11 +9,12 @@ mod soak;
 mod vm;
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::artifacts::Artifacts;
 use crate::figure::Fig;
 use crate::load::Spec;
-use crate::machine::Machine;
+use crate::machine::{cpu_reference, Machine};
 use crate::plan::{Plan, Scenario};
 use crate::report::{Row, Section};
 
@@ -23,6 +24,11 @@ pub struct Ctx<'a> {
     pub artifacts: &'a Artifacts,
     pub plan: &'a Plan,
     pub machine: &'a Machine,
+    /// Files shared between sections of this run (the default corpus's index).
+    pub shared: &'a Path,
+    /// The CPU reference timed just before this section (other load on the
+    /// machine changes over a run; the baseline follows it).
+    pub cpu_reference: Duration,
 }
 
 impl Ctx<'_> {
@@ -33,14 +39,20 @@ impl Ctx<'_> {
 
     /// The CPU reference as a figure in milliseconds.
     pub fn cpu_ms(&self) -> Fig {
-        Fig::duration(self.machine.cpu_reference)
+        Fig::duration(self.cpu_reference)
     }
 
     /// The CPU reference as a rate (reference runs per second), for throughputs.
     pub fn cpu_rate(&self) -> Fig {
-        Fig::rate(
-            1.0 / self.machine.cpu_reference.as_secs_f64().max(1e-9),
-            "ref/s",
+        Fig::rate(1.0 / self.cpu_reference.as_secs_f64().max(1e-9), "ref/s")
+    }
+
+    /// The rag config of an index of the default corpus, built by the first
+    /// section that needs it and reopened by the next.
+    pub fn default_rag_table(&self) -> String {
+        rag::rag_table(
+            &self.shared.join("default-corpus-index"),
+            &self.root.join("plugins/rag/corpus/default.jsonl"),
         )
     }
 }
@@ -61,14 +73,20 @@ pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow:
         machine.cores,
         machine.cpu_reference.as_secs_f64() * 1000.0
     );
-    let cx = Ctx {
-        root,
-        artifacts,
-        plan,
-        machine: &machine,
-    };
+    let shared = tempfile::Builder::new()
+        .prefix("agentflow-bench-")
+        .tempdir()?;
     let mut sections = Vec::new();
     for scenario in &plan.scenarios {
+        let cpu_reference = tokio::task::spawn_blocking(cpu_reference).await?;
+        let cx = Ctx {
+            root,
+            artifacts,
+            plan,
+            machine: &machine,
+            shared: shared.path(),
+            cpu_reference,
+        };
         let mut section = Section::new(title(*scenario));
         eprintln!("== {}", section.title);
         let result = match scenario {
@@ -123,7 +141,7 @@ where
     Ok(())
 }
 
-/// The median of a few timings (the upper one of an even count).
+/// The median of a few timings (the upper middle one of an even count).
 pub fn median(values: &mut [std::time::Duration]) -> std::time::Duration {
     values.sort_unstable();
     values.get(values.len() / 2).copied().unwrap_or_default()

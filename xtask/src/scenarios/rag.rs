@@ -1,6 +1,7 @@
 //! rag: warmup (build, then reopen) of a synthetic corpus, search latency per
-//! mode, `rag:index` throughput, and retrieval quality on the labelled
-//! questions of the default corpus.
+//! mode and `rag:index` throughput — BM25 alone at the full corpus size, and
+//! BM25 + dense embeddings at the size that fits the time budget — then
+//! retrieval quality on the labelled questions of the default corpus.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::server::{Server, ServerSpec};
 /// Distinct queries cycled through in the latency runs.
 const QUERIES: u64 = 200;
 /// Documents per `rag:index` call.
-const INDEX_BATCH: usize = 64;
+const INDEX_BATCH: usize = 32;
 
 pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     let lib = cx.artifacts.plugin("rag")?;
@@ -28,164 +29,207 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
         .gen_corpus
         .as_deref()
         .context("the corpus generator (agentflow-rag example gen_corpus) was not built")?;
-    let n = cx.plan.rag_passages;
+    let (lexical, dense) = (cx.plan.rag_lexical_passages, cx.plan.rag_passages);
+    section.note(format!(
+        "Synthetic corpora from `plugins/rag/examples/gen_corpus.rs` (~100 words a passage), \
+         plugin defaults otherwise. The target size is 100 000 passages. BM25 alone (`dense = \
+         false`) is measured at {lexical} passages. {}",
+        dense_size_note(cx, dense)
+    ));
+    section.note(
+        "Warmup is `POST /warmup` on a fresh server: first building the index from the corpus, \
+         then reopening it in a new server. Peak memory is the server's peak resident set \
+         (VmHWM). Queries are a passage's title plus six of its words, cycled, one client. \
+         `rag:index` adds passages under new ids, 32 per call. Compute-bound figures are \
+         compared with the CPU reference.",
+    );
     let work = tempfile::Builder::new()
         .prefix("agentflow-bench-rag-")
         .tempdir()?;
-    let corpus = work.path().join("corpus.jsonl");
-    let index = work.path().join("index");
-    generate(gen, n, &corpus).await?;
-    section.note(format!(
-        "Synthetic corpus of {n} passages (~100 words each) from `plugins/rag/examples/gen_corpus.rs`, \
-         dense embeddings (all-MiniLM-L6-v2 on the CPU) and BM25, plugin defaults otherwise. {} \
-         Warmup is `POST /warmup` on a fresh server: first building the index from the corpus, \
-         then reopening it in a new server. Peak memory is the server's peak resident set \
-         (VmHWM). Queries are a title plus six words of a passage, {QUERIES} of them cycled, \
-         one client. `rag:index` sends new passages {INDEX_BATCH} per call. Compute-bound \
-         figures are compared with the CPU reference.",
-        size_note(cx, n)
-    ));
-    let spec = ServerSpec::new()
-        .plugin("rag", lib)
-        .toml(&rag_table(&index, &corpus));
-
-    eprintln!("  build the index of {n} passages");
-    let server = Server::start(&cx.artifacts.agentflow, &spec).await?;
-    let api = server.api();
-    let started = Instant::now();
-    api.warmup(&["rag"]).await?;
-    let build = started.elapsed();
-    let build_peak = procs::peak_rss_mib(server.pid).unwrap_or(f64::NAN);
-    let stats = api.execute("bench-rag", "rag:stats", json!({})).await?["data"].clone();
-    ensure!(
-        stats["documents"] == n,
-        "the index holds {} documents, not {n}",
-        stats["documents"]
-    );
-    let modes = modes(&stats);
-    section.row(
-        Row::new(
-            format!("warmup, building the index ({n} passages)"),
-            Fig::secs(build.as_secs_f64()),
-        )
-        .vs("CPU reference", cx.cpu_ms()),
-    );
-    section.row(
-        Row::new(
-            "build throughput",
-            Fig::rate(n as f64 / build.as_secs_f64(), "passages/s"),
-        )
-        .vs("CPU reference", cx.cpu_rate()),
-    );
-    section.row(Row::new("peak memory while building", Fig::mib(build_peak)));
-    if let Some(bytes) = stats["index_size_bytes"].as_f64() {
-        section.row(Row::new(
-            "index size on disk",
-            Fig::mib(bytes / 1024.0 / 1024.0),
-        ));
+    for (n, with_dense) in [(lexical, false), (dense, true)] {
+        let label = if with_dense {
+            "BM25 + dense"
+        } else {
+            "BM25 only"
+        };
+        eprintln!("  {n} passages, {label}");
+        let corpus = work.path().join(format!("corpus-{n}.jsonl"));
+        generate(gen, n, &corpus).await?;
+        let index = work.path().join(format!("index-{n}-{with_dense}"));
+        let table = format!("{}dense = {with_dense}\n", rag_table(&index, &corpus));
+        let setup = Setup {
+            cx,
+            spec: ServerSpec::new().plugin("rag", lib).toml(&table),
+            corpus: &corpus,
+            n,
+            label,
+        };
+        setup.measure(section).await?;
     }
-
-    let queries = Arc::new(queries(&corpus, n)?);
-    for mode in &modes {
-        eprintln!("  search, mode {mode}");
-        let q = queries.clone();
-        let mode_name: &'static str = leak(mode);
-        let o = load::run(
-            server.addr,
-            cx.spec(1),
-            Arc::new(move |_, i| {
-                let query = &q[i as usize % q.len()];
-                Req::post("search", "/execute", &json!({"worker_id": "bench-rag", "action": "rag:search", "params": {"query": query, "mode": mode_name, "top_k": 10}}))
-            }),
-        )
-        .await;
-        o.require_no_errors(&format!("rag:search mode {mode}"))?;
-        let s = o.total();
-        section.row(
-            Row::new(
-                format!("`rag:search` {mode} p50 (top 10)"),
-                Fig::ms(s.latency_ms(0.5)),
-            )
-            .vs("CPU reference", cx.cpu_ms()),
-        );
-        section.row(
-            Row::new(
-                format!("`rag:search` {mode} p99 (top 10)"),
-                Fig::ms(s.latency_ms(0.99)),
-            )
-            .vs("CPU reference", cx.cpu_ms()),
-        );
-    }
-
-    eprintln!("  rag:index {} passages", cx.plan.rag_index_docs);
-    let docs = new_documents(&corpus, cx.plan.rag_index_docs)?;
-    let started = Instant::now();
-    for batch in docs.chunks(INDEX_BATCH) {
-        api.execute("bench-rag", "rag:index", json!({"documents": batch}))
-            .await?;
-    }
-    let rate = docs.len() as f64 / started.elapsed().as_secs_f64();
-    section.row(
-        Row::new(
-            format!(
-                "`rag:index` ({} passages, {INDEX_BATCH} per call)",
-                docs.len()
-            ),
-            Fig::rate(rate, "docs/s"),
-        )
-        .vs("CPU reference", cx.cpu_rate()),
-    );
-    server.stop().await?;
-
-    eprintln!("  reopen the index");
-    let server = Server::start(&cx.artifacts.agentflow, &spec).await?;
-    let started = Instant::now();
-    server.api().warmup(&["rag"]).await?;
-    let reopen = started.elapsed();
-    let reopen_peak = procs::peak_rss_mib(server.pid).unwrap_or(f64::NAN);
-    server.stop().await?;
-    section.row(
-        Row::new(
-            "warmup, reopening the built index",
-            Fig::secs(reopen.as_secs_f64()),
-        )
-        .vs("CPU reference", cx.cpu_ms()),
-    );
-    section.row(Row::new(
-        "peak memory after reopening",
-        Fig::mib(reopen_peak),
-    ));
-
     eprintln!("  quality on the labelled questions");
-    quality(cx, lib, work.path(), section).await
+    quality(cx, lib, section).await
+}
+
+/// Why the dense corpus has the size it has.
+fn dense_size_note(cx: &Ctx<'_>, n: u64) -> String {
+    let why = format!(
+        "With dense embeddings (all-MiniLM-L6-v2 on the CPU, needed by the `dense` and \
+         `hybrid` modes) every passage goes through the model, which on this machine's {} \
+         cores runs at the build throughput below",
+        cx.machine.cores
+    );
+    if n >= 100_000 {
+        format!("{why}; this run measures them at the target size, {n} passages.")
+    } else if cx.plan.mode == "full" {
+        format!(
+            "{why}, so the full run uses {n} passages to stay within its 10-minute budget \
+             (`cargo xtask bench --rag-passages 100000` measures the target size)."
+        )
+    } else {
+        format!("{why}; this quick run uses {n} passages.")
+    }
+}
+
+/// One corpus size and index kind.
+struct Setup<'a> {
+    cx: &'a Ctx<'a>,
+    spec: ServerSpec,
+    corpus: &'a Path,
+    n: u64,
+    label: &'static str,
+}
+
+impl Setup<'_> {
+    async fn measure(&self, section: &mut Section) -> anyhow::Result<()> {
+        let (cx, n, label) = (self.cx, self.n, self.label);
+        let server = Server::start(&cx.artifacts.agentflow, &self.spec).await?;
+        let api = server.api();
+        let started = Instant::now();
+        api.warmup(&["rag"]).await?;
+        let build = started.elapsed().as_secs_f64();
+        let peak = procs::peak_rss_mib(server.pid).unwrap_or(f64::NAN);
+        let stats = api.execute("bench-rag", "rag:stats", json!({})).await?["data"].clone();
+        ensure!(
+            stats["documents"] == n,
+            "the index holds {} documents, not {n}",
+            stats["documents"]
+        );
+        let at = format!("{n} passages, {label}");
+        section.row(
+            Row::new(
+                format!("warmup, building the index ({at})"),
+                Fig::secs(build),
+            )
+            .vs("CPU reference", cx.cpu_ms()),
+        );
+        section.row(
+            Row::new(
+                format!("build throughput ({at})"),
+                Fig::rate(n as f64 / build, "passages/s"),
+            )
+            .vs("CPU reference", cx.cpu_rate()),
+        );
+        section.row(Row::new(
+            format!("peak memory while building ({at})"),
+            Fig::mib(peak),
+        ));
+        if let Some(bytes) = stats["index_size_bytes"].as_f64() {
+            section.row(Row::new(
+                format!("index size on disk ({at})"),
+                Fig::mib(bytes / 1024.0 / 1024.0),
+            ));
+        }
+        let queries = Arc::new(queries(self.corpus, n)?);
+        for mode in modes(&stats) {
+            let o = load::run(server.addr, cx.spec(1), search_reqs(&queries, mode)).await;
+            o.require_no_errors(&format!("rag:search mode {mode}"))?;
+            let s = o.total();
+            section.row(
+                Row::new(
+                    format!("`rag:search` {mode} p50, top 10 ({at})"),
+                    Fig::ms(s.latency_ms(0.5)),
+                )
+                .vs("CPU reference", cx.cpu_ms()),
+            );
+            section.row(
+                Row::new(
+                    format!("`rag:search` {mode} p99, top 10 ({at})"),
+                    Fig::ms(s.latency_ms(0.99)),
+                )
+                .vs("CPU reference", cx.cpu_ms()),
+            );
+        }
+        let docs = new_documents(self.corpus, cx.plan.rag_index_docs)?;
+        let started = Instant::now();
+        for batch in docs.chunks(INDEX_BATCH) {
+            api.execute("bench-rag", "rag:index", json!({"documents": batch}))
+                .await?;
+        }
+        let rate = docs.len() as f64 / started.elapsed().as_secs_f64();
+        section.row(
+            Row::new(
+                format!("`rag:index` {} passages ({label})", docs.len()),
+                Fig::rate(rate, "docs/s"),
+            )
+            .vs("CPU reference", cx.cpu_rate()),
+        );
+        server.stop().await?;
+
+        let server = Server::start(&cx.artifacts.agentflow, &self.spec).await?;
+        let started = Instant::now();
+        server.api().warmup(&["rag"]).await?;
+        let reopen = started.elapsed().as_secs_f64();
+        let peak = procs::peak_rss_mib(server.pid).unwrap_or(f64::NAN);
+        server.stop().await?;
+        section.row(
+            Row::new(
+                format!("warmup, reopening the index ({at})"),
+                Fig::secs(reopen),
+            )
+            .vs("CPU reference", cx.cpu_ms()),
+        );
+        section.row(Row::new(
+            format!("peak memory after reopening ({at})"),
+            Fig::mib(peak),
+        ));
+        Ok(())
+    }
+}
+
+/// Requests cycling through the queries in one mode.
+fn search_reqs(queries: &Arc<Vec<String>>, mode: &str) -> load::MakeReq {
+    let reqs: Vec<Req> = queries
+        .iter()
+        .map(|q| {
+            Req::post(
+                "search",
+                "/execute",
+                &json!({"worker_id": "bench-rag", "action": "rag:search", "params": {"query": q, "mode": mode, "top_k": 10}}),
+            )
+        })
+        .collect();
+    load::cycle(reqs)
 }
 
 /// hit@1 and hit@5 per mode: the labelled questions against `default.jsonl`.
-async fn quality(
-    cx: &Ctx<'_>,
-    lib: &Path,
-    work: &Path,
-    section: &mut Section,
-) -> anyhow::Result<()> {
-    let dir = cx.root.join("plugins/rag/corpus");
-    let corpus = dir.join("default.jsonl");
-    let questions: Vec<(String, String)> = read_jsonl(&dir.join("questions.jsonl"))?
-        .into_iter()
-        .filter_map(|q| {
-            Some((
-                q["question"].as_str()?.to_string(),
-                q["answer_id"].as_str()?.to_string(),
-            ))
-        })
-        .collect();
+async fn quality(cx: &Ctx<'_>, lib: &Path, section: &mut Section) -> anyhow::Result<()> {
+    let questions: Vec<(String, String)> =
+        read_jsonl(&cx.root.join("plugins/rag/corpus/questions.jsonl"))?
+            .into_iter()
+            .filter_map(|q| {
+                Some((
+                    q["question"].as_str()?.to_string(),
+                    q["answer_id"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
     ensure!(
         !questions.is_empty(),
-        "no labelled questions in {}",
-        dir.display()
+        "no labelled questions in plugins/rag/corpus/questions.jsonl"
     );
     let spec = ServerSpec::new()
         .plugin("rag", lib)
-        .toml(&rag_table(&work.join("quality-index"), &corpus));
+        .toml(&cx.default_rag_table());
     let server = Server::start(&cx.artifacts.agentflow, &spec).await?;
     let api = server.api();
     api.warmup(&["rag"]).await?;
@@ -210,15 +254,17 @@ async fn quality(
             at5 += usize::from(ids.contains(&answer.as_str()));
         }
         let total = questions.len() as f64;
+        let of = format!(
+            "{} labelled questions, default corpus of {} passages",
+            questions.len(),
+            stats["documents"]
+        );
         section.row(Row::new(
-            format!(
-                "hit@1 {mode} ({} labelled questions, default corpus)",
-                questions.len()
-            ),
+            format!("hit@1 {mode} ({of})"),
             Fig::percent(at1 as f64 / total),
         ));
         section.row(Row::new(
-            format!("hit@5 {mode}"),
+            format!("hit@5 {mode} ({of})"),
             Fig::percent(at5 as f64 / total),
         ));
     }
@@ -226,26 +272,12 @@ async fn quality(
     Ok(())
 }
 
-fn size_note(cx: &Ctx<'_>, n: u64) -> String {
-    if n >= 100_000 {
-        String::new()
-    } else if cx.plan.mode == "full" {
-        format!(
-            "The target size is 100 000 passages; embedding them on this machine's {} cores \
-             takes longer than the 10-minute budget of the whole run, so the full run uses \
-             {n} (`cargo xtask bench --rag-passages 100000` measures the full size).",
-            cx.machine.cores
-        )
-    } else {
-        "Quick mode: a small corpus.".into()
-    }
-}
-
 async fn generate(gen: &Path, n: u64, out: &Path) -> anyhow::Result<()> {
     let status = tokio::process::Command::new(gen)
         .arg(n.to_string())
         .arg(out)
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .status()
         .await?;
     ensure!(status.success(), "gen_corpus {n} failed ({status})");
@@ -254,35 +286,26 @@ async fn generate(gen: &Path, n: u64, out: &Path) -> anyhow::Result<()> {
 
 /// The `[plugins.rag.config]` table of an index built from `corpus`.
 pub(super) fn rag_table(index: &Path, corpus: &Path) -> String {
+    // JSON strings are valid TOML basic strings.
     format!(
         "[plugins.rag.config]\nindex_path = {}\ncorpus_path = {}\n",
-        toml_string(index),
-        toml_string(corpus)
+        Value::String(index.display().to_string()),
+        Value::String(corpus.display().to_string())
     )
 }
 
-/// A TOML basic string (JSON string syntax is a subset of it for paths).
-fn toml_string(p: &Path) -> String {
-    Value::String(p.display().to_string()).to_string()
-}
-
-fn modes(stats: &Value) -> Vec<String> {
-    let listed: Vec<String> = stats["modes"]
+fn modes(stats: &Value) -> Vec<&'static str> {
+    // Known names only: the load closures need `'static` strings.
+    let listed: Vec<&str> = stats["modes"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|m| m.as_str().map(String::from))
+        .filter_map(Value::as_str)
         .collect();
-    if listed.is_empty() {
-        vec!["bm25".into()]
-    } else {
-        listed
-    }
-}
-
-/// Mode names live for the whole run; the load closures need `'static`.
-fn leak(s: &str) -> &'static str {
-    Box::leak(s.to_string().into_boxed_str())
+    ["hybrid", "bm25", "dense"]
+        .into_iter()
+        .filter(|m| listed.contains(m))
+        .collect()
 }
 
 fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Value>> {

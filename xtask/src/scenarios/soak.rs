@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::rag::rag_table;
 use super::{parallel, Ctx};
 use crate::figure::Fig;
 use crate::load::{self, Req, Spec};
@@ -24,16 +23,10 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     let bash = cx.artifacts.plugin("bash")?;
     let rag = cx.artifacts.plugin("rag").ok();
     let vm = cx.artifacts.plugin("vm").ok();
-    let work = tempfile::Builder::new()
-        .prefix("agentflow-bench-soak-")
-        .tempdir()?;
     let mut spec = ServerSpec::new().plugin("bash", bash);
     let mut backends = vec!["bash"];
     if let Some(rag) = rag {
-        let corpus = cx.root.join("plugins/rag/corpus/default.jsonl");
-        spec = spec
-            .plugin("rag", rag)
-            .toml(&rag_table(&work.path().join("index"), &corpus));
+        spec = spec.plugin("rag", rag).toml(&cx.default_rag_table());
         backends.push("rag");
     }
     if let Some(vm) = vm {
@@ -84,17 +77,15 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
         })
     };
     eprintln!("  {WORKERS} workers for {secs} s");
-    let cycles = Arc::new(cycles(rag.is_some(), with_vm));
+    let [plain, vm_cycle] = cycles(rag.is_some(), with_vm);
+    let scripts = (0..WORKERS)
+        .map(|w| {
+            let steps = if w % VM_EVERY == 0 { &vm_cycle } else { &plain };
+            steps.iter().map(|step| step(w)).collect()
+        })
+        .collect();
     let spec = Spec::new(WORKERS, Duration::ZERO, cx.plan.soak);
-    let outcome = load::run(
-        server.addr,
-        spec,
-        Arc::new(move |w, i| {
-            let cycle = &cycles[usize::from(w % VM_EVERY == 0)];
-            cycle[i as usize % cycle.len()](w)
-        }),
-    )
-    .await;
+    let outcome = load::run(server.addr, spec, load::scripted(scripts)).await;
     sampling.abort();
     let rss_loaded = procs::rss_mib(pid).unwrap_or(f64::NAN);
     seen.lock()
