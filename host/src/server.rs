@@ -110,6 +110,8 @@ async fn serve(config: Config) -> Result<(), String> {
         ));
     }
     let core = Core::new(config);
+    // Watch before the startup scan, so a file dropped in meanwhile is not missed.
+    let _watcher = crate::watcher::start(core.clone());
     core.load_startup_plugins().await;
 
     let mut signals = crate::shutdown::Signals::install();
@@ -136,7 +138,6 @@ async fn serve(config: Config) -> Result<(), String> {
             .await
     });
     tokio::spawn(core.clone().reap_idle_sessions());
-    let _watcher = crate::watcher::start(core.clone());
     tokio::spawn(warm_at_startup(core.clone()));
 
     let stop = tokio::select! {
