@@ -7,14 +7,7 @@ use agentflow_e2e::{eventually, processes_matching, Server};
 use serde_json::{json, Value};
 
 fn bash_server() -> Server {
-    let root = tempfile::tempdir().unwrap().keep();
-    Server::builder()
-        .plugin("bash")
-        .toml(&format!(
-            "[plugins.bash.config]\nworkspace_root = \"{}\"",
-            root.display()
-        ))
-        .start()
+    bash_server_at(&tempfile::tempdir().unwrap().keep())
 }
 
 fn run(s: &Server, worker: &str, command: &str) -> (u16, Value) {
