@@ -7,4 +7,5 @@ scripts/setup.sh
 # The end-to-end tests load the built plugin libraries: build them all first,
 # with the same crate selection as the test run so nothing is rebuilt.
 cargo build --workspace
-cargo test --workspace "$@"
+# --no-fail-fast: one failing test binary must not hide the others' results.
+cargo test --workspace --no-fail-fast "$@"

@@ -100,7 +100,7 @@ pub fn unique_marker(tag: &str) -> String {
     format!("afbash-{tag}-{}-{nanos}", std::process::id())
 }
 
-/// Host pids of live (non-zombie) processes whose command line contains `marker`.
+/// Host pids of live (non-zombie) processes whose argv[0] (as set by `exec -a`) starts with `marker`.
 pub fn processes_with(marker: &str) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -119,7 +119,11 @@ pub fn processes_with(marker: &str) -> Vec<i32> {
                         .starts_with('Z')
                 })
                 .unwrap_or(false);
-            alive && String::from_utf8_lossy(&cmdline).contains(marker)
+            // argv[0] only: the `nohup`/`setsid`/`bash -c` wrappers that start
+            // the renamed processes carry the marker in later arguments for a
+            // moment before they exec, and must not be counted.
+            let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+            alive && String::from_utf8_lossy(argv0).starts_with(marker)
         })
         .collect()
 }
