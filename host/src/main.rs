@@ -3,6 +3,11 @@
 use agentflow_host::{cli, server};
 use clap::Parser;
 
+// Requests allocate many small short-lived objects (JSON values, strings);
+// mimalloc serves them markedly faster than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {

@@ -16,6 +16,10 @@ pub struct ToolInfo {
     pub hidden: bool,
     /// JSON Schema of the params object.
     pub parameters: Value,
+    /// The tool promises to return at once without blocking (see
+    /// [`Tools::non_blocking`]). Absent in JSON from older plugins: `false`.
+    #[serde(default)]
+    pub non_blocking: bool,
 }
 
 /// Params of a tool that takes none.
@@ -105,9 +109,24 @@ impl<P: Plugin> Tools<P> {
                 description: description.to_string(),
                 hidden,
                 parameters,
+                non_blocking: false,
             },
             handler,
         });
+        self
+    }
+
+    /// Marks the tool added last as non-blocking: it answers in microseconds
+    /// from memory — no I/O, no sleeping, no waiting on locks that slow work
+    /// holds. The host may then run it directly on its async threads, saving
+    /// the hand-off to a call thread (most of the host's own cost per call).
+    /// Leave it off when in doubt: a non-blocking tool cannot be interrupted
+    /// at its deadline, and one the host finds slow is moved back to call
+    /// threads with a warning in the log.
+    pub fn non_blocking(mut self) -> Self {
+        if let Some(last) = self.entries.last_mut() {
+            last.info.non_blocking = true;
+        }
         self
     }
 

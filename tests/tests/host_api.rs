@@ -381,6 +381,47 @@ fn a_call_ignoring_its_deadline_gets_2002_at_the_deadline() {
 }
 
 #[test]
+fn blocking_and_non_blocking_tools_answer_alike() {
+    let s = fixture_server();
+    for tool in ["fixture:echo", "fixture:echo_blocking"] {
+        let (status, body) = s.execute("w", tool, json!({"text": "hi", "count": 2}));
+        assert_eq!(status, 200, "{tool}: {body}");
+        assert_eq!(body["data"]["text"], "hi", "{tool}: {body}");
+        assert_eq!(body["data"]["count"], 2, "{tool}: {body}");
+    }
+}
+
+#[test]
+fn a_non_blocking_tool_that_blocks_is_moved_to_call_threads() {
+    let s = fixture_server();
+    // Declared non-blocking, the tool runs on the runtime's threads, where the
+    // host cannot interrupt it: each slow call still answers, late.
+    for _ in 0..3 {
+        let (status, body) = s.execute("w", "fixture:overrun", json!({"seconds": 0.05}));
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || s
+            .log()
+            .contains("it now runs on call threads")),
+        "no warning in the log:\n{}",
+        s.log()
+    );
+    assert!(s.log().contains("tool=\"overrun\"") || s.log().contains("tool=overrun"));
+    // Moved to a call thread, it is held to its deadline again: inline, this
+    // call would only answer after its whole minute, and with success.
+    let started = Instant::now();
+    let resp = s.post(
+        "/execute",
+        json!({"worker_id": "w", "action": "fixture:overrun", "params": {"seconds": 60}, "timeout": 1}),
+    );
+    assert_error(&resp, 504, 2002, "timed out after 1s");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let (status, _) = s.execute("w", "fixture:echo", json!({"text": "still here"}));
+    assert_eq!(status, 200);
+}
+
+#[test]
 fn calls_beyond_the_per_plugin_cap_are_refused_at_once() {
     let s = Server::builder()
         .plugin("fixture")

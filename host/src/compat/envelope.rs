@@ -73,12 +73,13 @@ impl Meta {
 
 /// The envelope body.
 pub fn body(code: Code, message: &str, data: Value, meta: &Meta, trace: &RequestId) -> Value {
-    json!({
-        "code": code.as_u32(),
-        "message": message,
-        "data": data,
-        "meta": meta.json(trace),
-    })
+    // Built by moving `data` in: `json!` would copy it.
+    let mut body = serde_json::Map::new();
+    body.insert("code".into(), Value::from(code.as_u32()));
+    body.insert("message".into(), Value::from(message));
+    body.insert("data".into(), data);
+    body.insert("meta".into(), meta.json(trace));
+    Value::Object(body)
 }
 
 /// The envelope of a mapped error.

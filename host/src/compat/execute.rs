@@ -6,13 +6,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::codes::{self, Code, Mapped};
 use super::envelope::{self, Meta};
 use super::extract::{check_text, optional, required, Checked, Field, Kind, Model};
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::executor::{BatchRequest, ExecReport, ExecRequest};
+use crate::http::envelope::batch_data;
 use crate::http::request_id::RequestId;
 use crate::http::AppState;
 
@@ -94,19 +95,15 @@ fn request(
 }
 
 /// The envelope of one call, and whether it succeeded.
-fn report_body(
-    report: &ExecReport,
-    action: &str,
-    trace: &RequestId,
-) -> (Value, Result<(), Mapped>) {
+fn report_body(report: ExecReport, action: &str, trace: &RequestId) -> (Value, Result<(), Mapped>) {
     let meta = Meta::call(&report.meta, action);
-    match &report.result {
+    match report.result {
         Ok(data) => (
-            envelope::body(Code::Success, "success", data.clone(), &meta, trace),
+            envelope::body(Code::Success, "success", data, &meta, trace),
             Ok(()),
         ),
         Err(e) => {
-            let mapped = codes::map(e);
+            let mapped = codes::map(&e);
             (envelope::error_body(&mapped, &meta, trace), Err(mapped))
         }
     }
@@ -126,7 +123,7 @@ pub async fn execute(
         }
     };
     let report = state.core.execute(req).await;
-    match report_body(&report, &action, &trace) {
+    match report_body(report, &action, &trace) {
         (body, Ok(())) => envelope::with_status(StatusCode::OK, body),
         (body, Err(mapped)) => envelope::with_status(mapped.status, body),
     }
@@ -165,17 +162,12 @@ pub async fn batch(
     let executed = reports.len();
     let mut results = Vec::with_capacity(executed);
     let mut failed = 0;
-    for (report, name) in reports.iter().zip(&names) {
+    for (report, name) in reports.into_iter().zip(&names) {
         let (body, outcome) = report_body(report, name, &trace);
         results.push(body);
         failed += usize::from(outcome.is_err());
     }
-    let data = json!({
-        "results": results,
-        "total": total,
-        "executed": executed,
-        "success_count": executed - failed,
-    });
+    let data = batch_data(results, total, executed, failed);
     let (code, status, message) = if failed == 0 {
         (Code::Success, StatusCode::OK, "success".to_string())
     } else if failed == executed {

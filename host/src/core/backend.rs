@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::blocking::run_blocking;
 use super::error::{CoreError, CoreResult};
+use super::inline::InlineTools;
 use super::library::LibraryFile;
 use super::validate::ParamsSchema;
 use crate::config::PluginConfig;
@@ -33,6 +34,8 @@ pub struct Backend {
     pub file: LibraryFile,
     tools: Vec<ToolInfo>,
     schemas: HashMap<String, ParamsSchema>,
+    /// Which non-blocking tools still run on the runtime's threads.
+    pub inline: InlineTools,
     warm_lock: tokio::sync::Mutex<()>,
     warm: Mutex<WarmState>,
     calls: Arc<Semaphore>,
@@ -80,6 +83,7 @@ impl Backend {
             plugin,
             settings,
             file,
+            inline: InlineTools::new(&tools),
             tools,
             schemas,
             warm_lock: tokio::sync::Mutex::new(()),

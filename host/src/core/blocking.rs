@@ -20,13 +20,13 @@ impl BlockingError {
     }
 }
 
-/// Runs `f` on the blocking pool and waits at most `timeout` for it.
+/// Runs `f` on a call thread and waits at most `timeout` for it.
 pub async fn run_blocking<T, F>(timeout: Duration, f: F) -> Result<T, BlockingError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    match tokio::time::timeout(timeout, tokio::task::spawn_blocking(f)).await {
+    match tokio::time::timeout(timeout, super::call_pool::spawn(f)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(BlockingError::Failed(e.to_string())),
         Err(_) => Err(BlockingError::TimedOut(timeout)),

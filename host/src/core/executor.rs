@@ -7,10 +7,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use plugin_api::ErrorKind;
 use serde_json::Value;
-use tracing::Instrument;
 
 use super::backend::Backend;
 use super::error::{CoreError, CoreResult};
+use super::inline::Verdict;
 use super::session::Session;
 use super::{secs, Core};
 
@@ -69,11 +69,23 @@ impl Core {
     pub async fn execute(self: &Arc<Self>, req: ExecRequest) -> ExecReport {
         let started = Instant::now();
         let mut meta = ExecMeta::default();
-        let span = tracing::info_span!("execute", worker = %req.worker_id, action = %req.action, session = tracing::field::Empty);
-        let result = self.execute_inner(req, &mut meta).instrument(span).await;
+        // No span of its own: the fmt layer formats a span's fields when it is
+        // created, which cost more than the rest of a trivial call's bookkeeping.
+        // Events here and in `sessions` name the worker and session themselves
+        // (the enclosing request span carries the request id).
+        let worker = req.worker_id.clone();
+        let action = req.action.clone();
+        let result = self.execute_inner(req, &mut meta).await;
         meta.execution_time_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
         if let Err(e) = &result {
-            tracing::info!(code = e.code().as_u32(), error = %e, "call failed");
+            tracing::info!(
+                worker = %worker,
+                action = %action,
+                session = meta.session_id.as_deref().unwrap_or("-"),
+                code = e.code().as_u32(),
+                error = %e,
+                "call failed"
+            );
         }
         ExecReport { result, meta }
     }
@@ -119,9 +131,6 @@ impl Core {
         };
         meta.session_id = session.as_ref().map(|s| s.id.clone());
         meta.temporary_session = temporary;
-        if let Some(s) = &session {
-            tracing::Span::current().record("session", s.id.as_str());
-        }
 
         // A session created on an older version keeps calling that version.
         let target = session
@@ -158,30 +167,41 @@ impl Core {
         let _busy = session.map(|s| s.begin_call());
         let cancel = Arc::new(AtomicBool::new(false));
         let deadline = SystemTime::now() + timeout;
-        let job = {
-            let (b, cancel) = (backend.clone(), cancel.clone());
-            let (worker, tool) = (worker.to_string(), tool.to_string());
-            let sid = session.map(|s| s.id.clone());
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                b.plugin
-                    .call(sid.as_deref(), &worker, &tool, &params, &cancel, deadline)
-            })
-        };
-        let outcome = match tokio::time::timeout(timeout, job).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(join)) => {
-                return Err(CoreError::Backend(format!(
-                    "{}: call failed: {join}",
-                    backend.name
-                )))
-            }
-            Err(_) => {
-                // The client hears now; the plugin is told to stop and keeps its slot until it does.
-                cancel.store(true, Ordering::SeqCst);
-                return Err(CoreError::Timeout {
-                    seconds: (timeout.as_secs_f64() * 1000.0).round() / 1000.0,
-                });
+        let outcome = if backend.inline.runs_inline(tool) {
+            let started = Instant::now();
+            let sid = session.map(|s| s.id.as_str());
+            let r = backend
+                .plugin
+                .call(sid, worker, tool, &params, &cancel, deadline);
+            drop(permit);
+            note_inline_call(&backend, tool, started.elapsed());
+            r
+        } else {
+            let job = {
+                let (b, cancel) = (backend.clone(), cancel.clone());
+                let (worker, tool) = (worker.to_string(), tool.to_string());
+                let sid = session.map(|s| s.id.clone());
+                super::call_pool::spawn(move || {
+                    let _permit = permit;
+                    b.plugin
+                        .call(sid.as_deref(), &worker, &tool, &params, &cancel, deadline)
+                })
+            };
+            match tokio::time::timeout(timeout, job).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(failed)) => {
+                    return Err(CoreError::Backend(format!(
+                        "{}: call failed: {failed}",
+                        backend.name
+                    )))
+                }
+                Err(_) => {
+                    // The client hears now; the plugin is told to stop and keeps its slot until it does.
+                    cancel.store(true, Ordering::SeqCst);
+                    return Err(CoreError::Timeout {
+                        seconds: (timeout.as_secs_f64() * 1000.0).round() / 1000.0,
+                    });
+                }
             }
         };
         let text = outcome.map_err(|e| {
@@ -261,6 +281,24 @@ impl Core {
             }
         }
         Ok(reports)
+    }
+}
+
+/// Keeps a tool declared non-blocking to its word (see [`super::inline`]).
+fn note_inline_call(backend: &Backend, tool: &str, took: Duration) {
+    let ms = took.as_secs_f64() * 1000.0;
+    match backend.inline.record(tool, took) {
+        Verdict::Fine => {}
+        Verdict::Overran => tracing::warn!(
+            plugin = %backend.name, tool, ms,
+            "a tool declared non-blocking took longer than {} ms",
+            super::inline::LIMIT.as_millis()
+        ),
+        Verdict::Demoted => tracing::warn!(
+            plugin = %backend.name, tool, ms,
+            "a tool declared non-blocking overran {} times; it now runs on call threads",
+            super::inline::STRIKES
+        ),
     }
 }
 

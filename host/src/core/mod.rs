@@ -3,11 +3,13 @@
 
 pub mod backend;
 pub mod blocking;
+pub mod call_pool;
 pub mod catalog;
 pub mod discovery;
 pub mod error;
 pub mod executor;
 pub mod ident;
+pub mod inline;
 pub mod library;
 pub mod loading;
 pub mod names;

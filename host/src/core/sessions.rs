@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::backend::Backend;
 use super::blocking::run_blocking;
+use super::call_pool;
 use super::error::{CoreError, CoreResult};
 use super::session::{session_id, session_name, Session};
 
@@ -180,7 +181,7 @@ impl Sessions {
         let merged = merge_config(&backend.settings.session, config);
         backend.session_opened();
         let (b, id) = (backend.clone(), session.id.clone());
-        let mut job = tokio::task::spawn_blocking(move || b.plugin.initialize(&id, &merged));
+        let mut job = Box::pin(call_pool::spawn(move || b.plugin.initialize(&id, &merged)));
         let outcome = tokio::select! {
             r = &mut job => r.map_err(|e| e.to_string()),
             _ = tokio::time::sleep(self.policy.init_timeout) => {
@@ -188,7 +189,7 @@ impl Sessions {
                 let (b, id) = (backend.clone(), session.id.clone());
                 tokio::spawn(async move {
                     if let Ok(Ok(())) = job.await {
-                        let _ = tokio::task::spawn_blocking(move || b.plugin.cleanup(&id)).await;
+                        let _ = call_pool::spawn(move || b.plugin.cleanup(&id)).await;
                     }
                 });
                 backend.session_closed();

@@ -11,9 +11,30 @@ use crate::core::error::CoreError;
 use crate::core::executor::ExecMeta;
 
 /// A successful envelope with extra `meta` keys.
-pub fn ok(request_id: &RequestId, data: Value, mut meta: Map<String, Value>) -> Response {
-    meta.insert("request_id".into(), json!(request_id.0));
-    Json(json!({"code": 0, "message": "success", "data": data, "meta": meta})).into_response()
+pub fn ok(request_id: &RequestId, data: Value, meta: Map<String, Value>) -> Response {
+    Json(ok_body(request_id, data, meta)).into_response()
+}
+
+/// The body of a successful envelope. Built by moving `data` in: `json!`
+/// would copy it (and a tool's result can be megabytes).
+pub fn ok_body(request_id: &RequestId, data: Value, mut meta: Map<String, Value>) -> Value {
+    meta.insert("request_id".into(), Value::String(request_id.0.clone()));
+    let mut body = Map::new();
+    body.insert("code".into(), Value::from(0));
+    body.insert("message".into(), Value::from("success"));
+    body.insert("data".into(), data);
+    body.insert("meta".into(), Value::Object(meta));
+    Value::Object(body)
+}
+
+/// `data` of a batch answer on both surfaces; `results` are moved in, not copied.
+pub fn batch_data(results: Vec<Value>, total: usize, executed: usize, failed: usize) -> Value {
+    let mut data = Map::new();
+    data.insert("results".into(), Value::Array(results));
+    data.insert("total".into(), Value::from(total));
+    data.insert("executed".into(), Value::from(executed));
+    data.insert("success_count".into(), Value::from(executed - failed));
+    Value::Object(data)
 }
 
 /// An error as a client sees it: the envelope, with the status for its code.

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::envelope::{exec_meta, ok, ApiError};
+use super::envelope::{batch_data, exec_meta, ok, ok_body, ApiError};
 use super::extract::Body;
 use super::request_id::RequestId;
 use super::AppState;
@@ -47,21 +47,11 @@ fn yes() -> bool {
     true
 }
 
-fn report_body(report: &ExecReport, id: &RequestId) -> (Value, Option<CoreError>) {
+fn report_body(report: ExecReport, id: &RequestId) -> (Value, Option<CoreError>) {
     let meta = exec_meta(&report.meta);
-    match &report.result {
-        Ok(data) => {
-            let mut m = meta;
-            m.insert("request_id".into(), json!(id.0));
-            (
-                json!({"code": 0, "message": "success", "data": data, "meta": m}),
-                None,
-            )
-        }
-        Err(e) => (
-            ApiError::new(e.clone(), id).with_meta(meta).body(),
-            Some(e.clone()),
-        ),
+    match report.result {
+        Ok(data) => (ok_body(id, data, meta), None),
+        Err(e) => (ApiError::new(e.clone(), id).with_meta(meta).body(), Some(e)),
     }
 }
 
@@ -130,7 +120,7 @@ pub async fn batch(
     let mut results = Vec::with_capacity(executed);
     let mut first_error = None;
     let mut failed = 0;
-    for r in &reports {
+    for r in reports {
         let (body, err) = report_body(r, &id);
         if let Some(e) = err {
             failed += 1;
@@ -138,12 +128,7 @@ pub async fn batch(
         }
         results.push(body);
     }
-    let data = json!({
-        "results": results,
-        "total": total,
-        "executed": executed,
-        "success_count": executed - failed,
-    });
+    let data = batch_data(results, total, executed, failed);
     match first_error {
         None => ok(&id, data, Map::new()),
         Some(e) => {

@@ -2,7 +2,7 @@
 //! to the core, and from core errors to envelopes and statuses.
 
 mod auth;
-mod envelope;
+pub(crate) mod envelope;
 mod execute;
 mod extract;
 mod health;

@@ -174,6 +174,8 @@ impl Plugin for BashPlugin {
                 "How this session is isolated, where its directory is, and its limits.",
                 tools::info,
             )
+            // Answers from memory: the host may run it without a thread hand-off.
+            .non_blocking()
     }
 
     fn warmup(&self, config: &Value) -> Result<(), PluginError> {

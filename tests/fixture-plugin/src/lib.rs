@@ -50,6 +50,17 @@ fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")
 }
 
+fn echo(_p: &Fixture, cx: &Cx, p: EchoParams) -> Result<Value, PluginError> {
+    Ok(json!({
+        "text": p.text,
+        "count": p.count,
+        "session_id": cx.session_id(),
+        "worker_id": cx.worker_id(),
+        "version": version(),
+        "session_config": cx.session()?.config,
+    }))
+}
+
 impl Plugin for Fixture {
     type Session = FixtureSession;
 
@@ -71,16 +82,13 @@ impl Plugin for Fixture {
             .tool(
                 "echo",
                 "Echo text with the session and version",
-                |_p: &Fixture, cx: &Cx, p: EchoParams| {
-                    Ok(json!({
-                        "text": p.text,
-                        "count": p.count,
-                        "session_id": cx.session_id(),
-                        "worker_id": cx.worker_id(),
-                        "version": version(),
-                        "session_config": cx.session()?.config,
-                    }))
-                },
+                echo,
+            )
+            .non_blocking()
+            .tool(
+                "echo_blocking",
+                "Echo text like echo, but as a tool that may block (run on a call thread)",
+                echo,
             )
             .tool(
                 "panic",
@@ -104,6 +112,15 @@ impl Plugin for Fixture {
                     Ok(json!({"slept": p.seconds}))
                 },
             )
+            .tool(
+                "overrun",
+                "Declared non-blocking, yet sleeps, ignoring the deadline (a plugin breaking its word)",
+                |_p: &Fixture, _cx: &Cx, p: SleepParams| {
+                    std::thread::sleep(Duration::from_secs_f64(p.seconds.clamp(0.0, 3600.0)));
+                    Ok(json!({"slept": p.seconds}))
+                },
+            )
+            .non_blocking()
             .tool(
                 "sleep",
                 "Sleep, stopping early when cancelled",

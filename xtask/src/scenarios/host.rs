@@ -19,12 +19,15 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
         "Trivial tool: `fixture:echo {\"text\": \"hi\"}` from `tests/fixture-plugin` \
          (crate agentflow-fixture), alone on its server: it returns its params and \
          session id, so what is timed is the host (HTTP, JSON, schema validation, \
-         session lookup, the blocking-pool hop and the plugin ABI). Each client \
-         of an explicit-session run has its own worker and session; each call of a \
-         temporary-session run creates and destroys a session.",
+         session lookup and the plugin ABI). `fixture:echo` is declared non-blocking \
+         (`Tools::non_blocking`), so the host calls it on its async threads; \
+         `fixture:echo_blocking` is the same tool without that declaration, so each \
+         call is also handed to a call thread and back, as every bash, vm and rag tool \
+         is. Each client of an explicit-session run has its own worker and session; \
+         each call of a temporary-session run creates and destroys a session.",
     );
     section.note(format!(
-        "At each concurrency the three loads run in {} alternating slices of {} ms each \
+        "At each concurrency the four loads run in {} alternating slices of {} ms each \
          ({} s each in total), so background load on a shared machine hits a figure and its \
          baseline alike.",
         cx.plan.rounds,
@@ -46,36 +49,46 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     }
     check_sessions(&server).await?;
 
-    let explicit_reqs: Vec<Req> = (0..max).map(|w| echo(explicit_worker(w))).collect();
-    let temporary_reqs: Vec<Req> = (0..max).map(|w| echo(format!("bench-temp-{w}"))).collect();
+    let explicit_reqs = (0..max).map(|w| echo(explicit_worker(w), ECHO)).collect();
+    let blocking_reqs = (0..max)
+        .map(|w| echo(explicit_worker(w), ECHO_BLOCKING))
+        .collect();
+    let temporary_reqs = (0..max)
+        .map(|w| echo(format!("bench-temp-{w}"), ECHO))
+        .collect();
     let loads = [
         load::per_worker(vec![Req::get("health", "/health")]),
         load::per_worker(explicit_reqs),
+        load::per_worker(blocking_reqs),
         load::per_worker(temporary_reqs),
     ];
     let mut runs = Vec::new();
     for c in CONCURRENCY {
-        eprintln!("  c={c}: /health, /execute explicit, /execute temporary");
+        eprintln!("  c={c}: /health, /execute explicit (inline, call thread), /execute temporary");
         let p = cx.plan;
         let mut measured = load::interleaved(server.addr, c, p.warmup, p.window, p.rounds, &loads)
             .await
             .into_iter();
-        let (Some(health), Some(explicit), Some(temporary)) =
-            (measured.next(), measured.next(), measured.next())
-        else {
+        let (Some(health), Some(explicit), Some(blocking), Some(temporary)) = (
+            measured.next(),
+            measured.next(),
+            measured.next(),
+            measured.next(),
+        ) else {
             anyhow::bail!("the load generator returned too few results");
         };
         for (what, o) in [
             ("/health", &health),
             ("explicit", &explicit),
+            ("explicit on a call thread", &blocking),
             ("temporary", &temporary),
         ] {
             o.require_no_errors(&format!("{what} at c={c}"))?;
         }
-        runs.push((c, health, explicit, temporary));
+        runs.push((c, health, [explicit, blocking, temporary]));
     }
-    for (c, health, explicit, temporary) in &runs {
-        rows(section, *c, health, explicit, temporary);
+    for (c, health, [explicit, blocking, temporary]) in &runs {
+        rows(section, *c, health, [explicit, blocking, temporary]);
         if *c > 1 {
             section.note(little(*c, explicit.total_rate()));
         }
@@ -88,11 +101,14 @@ fn explicit_worker(w: usize) -> String {
     format!("bench-explicit-{w}")
 }
 
-fn echo(worker: String) -> Req {
+const ECHO: &str = "fixture:echo";
+const ECHO_BLOCKING: &str = "fixture:echo_blocking";
+
+fn echo(worker: String, tool: &str) -> Req {
     Req::post(
         "execute",
         "/execute",
-        &json!({"worker_id": worker, "action": "fixture:echo", "params": {"text": "hi"}}),
+        &json!({"worker_id": worker, "action": tool, "params": {"text": "hi"}}),
     )
 }
 
@@ -130,8 +146,7 @@ fn rows(
     section: &mut Section,
     c: usize,
     health: &Outcome,
-    explicit: &Outcome,
-    temporary: &Outcome,
+    [explicit, blocking, temporary]: [&Outcome; 3],
 ) {
     let h = health.total();
     let h_rate = Fig::rate(health.total_rate(), "req/s");
@@ -143,6 +158,7 @@ fn rows(
     let base = format!("/health c={c}");
     for (label, o) in [
         ("explicit session", explicit),
+        ("explicit session, call thread", blocking),
         ("temporary session", temporary),
     ] {
         let s = o.total();
