@@ -6,11 +6,13 @@ use std::time::Instant;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 
 use super::codes::{self, Code, Mapped};
 use crate::core::error::CoreError;
 use crate::core::executor::ExecMeta;
+pub use crate::http::envelope::Envelope;
 use crate::http::request_id::RequestId;
 
 /// What `meta` says about one answer.
@@ -56,44 +58,42 @@ impl Meta {
         }
     }
 
-    fn json(&self, trace: &RequestId) -> Value {
-        let mut meta = json!({
-            "tool": self.tool,
-            "execution_time_ms": self.execution_time_ms,
-            "resource_type": self.resource_type,
-            "session_id": self.session_id,
-            "trace_id": trace.0,
-        });
+    fn json(&self, trace: &RequestId) -> Map<String, Value> {
+        let mut meta = Map::new();
+        meta.insert("tool".into(), json!(self.tool));
+        meta.insert("execution_time_ms".into(), json!(self.execution_time_ms));
+        meta.insert("resource_type".into(), json!(self.resource_type));
+        meta.insert("session_id".into(), json!(self.session_id));
+        meta.insert("trace_id".into(), json!(trace.0));
         if self.temporary_session {
-            meta["temporary_session"] = json!(true);
+            meta.insert("temporary_session".into(), json!(true));
         }
         meta
     }
 }
 
 /// The envelope body.
-pub fn body(code: Code, message: &str, data: Value, meta: &Meta, trace: &RequestId) -> Value {
-    // Built by moving `data` in: `json!` would copy it.
-    let mut body = serde_json::Map::new();
-    body.insert("code".into(), Value::from(code.as_u32()));
-    body.insert("message".into(), Value::from(message));
-    body.insert("data".into(), data);
-    body.insert("meta".into(), meta.json(trace));
-    Value::Object(body)
+pub fn body<D>(code: Code, message: &str, data: D, meta: &Meta, trace: &RequestId) -> Envelope<D> {
+    Envelope {
+        code: code.as_u32(),
+        message: message.to_string(),
+        data,
+        meta: meta.json(trace),
+    }
 }
 
 /// The envelope of a mapped error.
-pub fn error_body(err: &Mapped, meta: &Meta, trace: &RequestId) -> Value {
+pub fn error_body(err: &Mapped, meta: &Meta, trace: &RequestId) -> Envelope<Value> {
     body(err.code, &err.message, err.data.clone(), meta, trace)
 }
 
 /// 200 with code 0.
-pub fn success(data: Value, meta: &Meta, trace: &RequestId) -> Response {
+pub fn success(data: impl Serialize, meta: &Meta, trace: &RequestId) -> Response {
     Json(body(Code::Success, "success", data, meta, trace)).into_response()
 }
 
 /// An envelope with an explicit status (207 batches, 500 init failures).
-pub fn with_status(status: StatusCode, body: Value) -> Response {
+pub fn with_status(status: StatusCode, body: impl Serialize) -> Response {
     (status, Json(body)).into_response()
 }
 

@@ -9,11 +9,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::codes::{self, Code, Mapped};
-use super::envelope::{self, Meta};
+use super::envelope::{self, Envelope, Meta};
 use super::extract::{check_text, optional, required, Checked, Field, Kind, Model};
 use crate::core::error::{CoreError, CoreResult};
-use crate::core::executor::{BatchRequest, ExecReport, ExecRequest};
-use crate::http::envelope::batch_data;
+use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
+use crate::http::envelope::{raw, BatchData};
 use crate::http::request_id::RequestId;
 use crate::http::AppState;
 
@@ -95,7 +95,11 @@ fn request(
 }
 
 /// The envelope of one call, and whether it succeeded.
-fn report_body(report: ExecReport, action: &str, trace: &RequestId) -> (Value, Result<(), Mapped>) {
+fn report_body(
+    report: ExecReport,
+    action: &str,
+    trace: &RequestId,
+) -> (Envelope<ToolOutput>, Result<(), Mapped>) {
     let meta = Meta::call(&report.meta, action);
     match report.result {
         Ok(data) => (
@@ -104,7 +108,14 @@ fn report_body(report: ExecReport, action: &str, trace: &RequestId) -> (Value, R
         ),
         Err(e) => {
             let mapped = codes::map(&e);
-            (envelope::error_body(&mapped, &meta, trace), Err(mapped))
+            let body = envelope::body(
+                mapped.code,
+                &mapped.message,
+                raw(&mapped.data),
+                &meta,
+                trace,
+            );
+            (body, Err(mapped))
         }
     }
 }
@@ -167,7 +178,7 @@ pub async fn batch(
         results.push(body);
         failed += usize::from(outcome.is_err());
     }
-    let data = batch_data(results, total, executed, failed);
+    let data = BatchData::new(results, total, failed);
     let (code, status, message) = if failed == 0 {
         (Code::Success, StatusCode::OK, "success".to_string())
     } else if failed == executed {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use plugin_api::ErrorKind;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::backend::Backend;
@@ -37,10 +38,15 @@ pub struct ExecMeta {
     pub execution_time_ms: f64,
 }
 
+/// A tool's result: the plugin's JSON text, checked to be valid JSON but not
+/// parsed into a tree (it can be megabytes of base64), so each surface copies
+/// it into its answer as is.
+pub type ToolOutput = Box<RawValue>;
+
 /// The outcome of one call.
 #[derive(Debug, Clone)]
 pub struct ExecReport {
-    pub result: CoreResult<Value>,
+    pub result: CoreResult<ToolOutput>,
     pub meta: ExecMeta,
 }
 
@@ -94,7 +100,7 @@ impl Core {
         self: &Arc<Self>,
         req: ExecRequest,
         meta: &mut ExecMeta,
-    ) -> CoreResult<Value> {
+    ) -> CoreResult<ToolOutput> {
         self.ensure_running()?;
         let timeout = self.call_timeout(req.timeout)?;
         let params = match req.params {
@@ -162,7 +168,7 @@ impl Core {
         tool: &str,
         params: Value,
         timeout: Duration,
-    ) -> CoreResult<Value> {
+    ) -> CoreResult<ToolOutput> {
         let permit = backend.try_call_slot()?;
         let _busy = session.map(|s| s.begin_call());
         let cancel = Arc::new(AtomicBool::new(false));
@@ -227,7 +233,7 @@ impl Core {
                 text.len()
             )));
         }
-        serde_json::from_str(&text).map_err(|e| {
+        RawValue::from_string(text).map_err(|e| {
             CoreError::Backend(format!(
                 "{}: the plugin returned invalid JSON: {e}",
                 backend.name

@@ -3,6 +3,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::request_id::RequestId;
@@ -10,31 +12,57 @@ use super::status::status_for;
 use crate::core::error::CoreError;
 use crate::core::executor::ExecMeta;
 
+/// `{code, message, data, meta}` on both surfaces, serialized straight from
+/// this struct so a tool's result text is copied into the answer as is.
+#[derive(Debug, Serialize)]
+pub struct Envelope<D> {
+    pub code: u32,
+    pub message: String,
+    pub data: D,
+    pub meta: Map<String, Value>,
+}
+
 /// A successful envelope with extra `meta` keys.
-pub fn ok(request_id: &RequestId, data: Value, meta: Map<String, Value>) -> Response {
+pub fn ok<D: Serialize>(request_id: &RequestId, data: D, meta: Map<String, Value>) -> Response {
     Json(ok_body(request_id, data, meta)).into_response()
 }
 
-/// The body of a successful envelope. Built by moving `data` in: `json!`
-/// would copy it (and a tool's result can be megabytes).
-pub fn ok_body(request_id: &RequestId, data: Value, mut meta: Map<String, Value>) -> Value {
+/// The body of a successful envelope.
+pub fn ok_body<D>(request_id: &RequestId, data: D, mut meta: Map<String, Value>) -> Envelope<D> {
     meta.insert("request_id".into(), Value::String(request_id.0.clone()));
-    let mut body = Map::new();
-    body.insert("code".into(), Value::from(0));
-    body.insert("message".into(), Value::from("success"));
-    body.insert("data".into(), data);
-    body.insert("meta".into(), Value::Object(meta));
-    Value::Object(body)
+    Envelope {
+        code: 0,
+        message: "success".into(),
+        data,
+        meta,
+    }
 }
 
-/// `data` of a batch answer on both surfaces; `results` are moved in, not copied.
-pub fn batch_data(results: Vec<Value>, total: usize, executed: usize, failed: usize) -> Value {
-    let mut data = Map::new();
-    data.insert("results".into(), Value::Array(results));
-    data.insert("total".into(), Value::from(total));
-    data.insert("executed".into(), Value::from(executed));
-    data.insert("success_count".into(), Value::from(executed - failed));
-    Value::Object(data)
+/// `data` of a batch answer on both surfaces.
+#[derive(Debug, Serialize)]
+pub struct BatchData<R> {
+    pub results: Vec<R>,
+    pub total: usize,
+    pub executed: usize,
+    pub success_count: usize,
+}
+
+impl<R> BatchData<R> {
+    pub fn new(results: Vec<R>, total: usize, failed: usize) -> Self {
+        let executed = results.len();
+        Self {
+            results,
+            total,
+            executed,
+            success_count: executed - failed,
+        }
+    }
+}
+
+/// JSON for `data` in an answer built from typed parts (never fails for the
+/// maps and values this host builds; `null` if it somehow did).
+pub fn raw(value: &impl Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// An error as a client sees it: the envelope, with the status for its code.
@@ -60,16 +88,22 @@ impl ApiError {
     }
 
     /// The envelope body (also used for batch entries).
-    pub fn body(&self) -> Value {
-        let mut meta = self.meta.clone();
-        meta.insert("request_id".into(), json!(self.request_id));
-        meta.insert("error_type".into(), json!(self.error.error_type()));
-        json!({
-            "code": self.error.code().as_u32(),
-            "message": self.error.to_string(),
-            "data": self.error.data(),
-            "meta": meta,
-        })
+    pub fn body(self) -> Envelope<Box<RawValue>> {
+        self.body_with(|e| raw(&e.data()))
+    }
+
+    /// The envelope with `data` chosen by the caller.
+    pub fn body_with<D>(mut self, data: impl FnOnce(&CoreError) -> D) -> Envelope<D> {
+        self.meta
+            .insert("request_id".into(), Value::String(self.request_id));
+        self.meta
+            .insert("error_type".into(), json!(self.error.error_type()));
+        Envelope {
+            code: self.error.code().as_u32(),
+            message: self.error.to_string(),
+            data: data(&self.error),
+            meta: self.meta,
+        }
     }
 }
 

@@ -4,14 +4,14 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use super::envelope::{batch_data, exec_meta, ok, ok_body, ApiError};
+use super::envelope::{exec_meta, ok, ok_body, ApiError, BatchData, Envelope};
 use super::extract::Body;
 use super::request_id::RequestId;
 use super::AppState;
 use crate::core::error::CoreError;
-use crate::core::executor::{BatchRequest, ExecReport, ExecRequest};
+use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
 use crate::core::ident;
 
 #[derive(Deserialize)]
@@ -47,7 +47,8 @@ fn yes() -> bool {
     true
 }
 
-fn report_body(report: ExecReport, id: &RequestId) -> (Value, Option<CoreError>) {
+/// One call's envelope, and its error if it failed.
+fn report_body(report: ExecReport, id: &RequestId) -> (Envelope<ToolOutput>, Option<CoreError>) {
     let meta = exec_meta(&report.meta);
     match report.result {
         Ok(data) => (ok_body(id, data, meta), None),
@@ -128,23 +129,15 @@ pub async fn batch(
         }
         results.push(body);
     }
-    let data = batch_data(results, total, executed, failed);
+    let data = BatchData::new(results, total, failed);
     match first_error {
         None => ok(&id, data, Map::new()),
         Some(e) => {
-            let mut meta = Map::new();
-            meta.insert("request_id".into(), json!(id.0));
-            meta.insert("error_type".into(), json!(e.error_type()));
-            (
-                super::status::status_for(&e),
-                Json(json!({
-                    "code": e.code().as_u32(),
-                    "message": format!("{failed} of {executed} actions failed"),
-                    "data": data,
-                    "meta": meta,
-                })),
-            )
-                .into_response()
+            let status = super::status::status_for(&e);
+            let message = format!("{failed} of {} actions failed", data.executed);
+            let mut body = ApiError::new(e, &id).body_with(|_| data);
+            body.message = message;
+            (status, Json(body)).into_response()
         }
     }
 }

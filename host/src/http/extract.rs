@@ -20,6 +20,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CoreError> {
     } else {
         bytes
     };
+    // Fast path: straight into `T`. Only a body that fails is decoded again
+    // through a `Value` with path tracking, to name the field at fault.
+    // (Objects only: serde would also read a struct from a JSON array.)
+    let is_object = text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if is_object {
+        if let Ok(decoded) = serde_json::from_slice(text) {
+            return Ok(decoded);
+        }
+    }
     let value: serde_json::Value = serde_json::from_slice(text)
         .map_err(|e| CoreError::InvalidParams(format!("Malformed JSON body: {e}")))?;
     if !value.is_object() {
@@ -114,5 +123,9 @@ mod tests {
         assert!(e.starts_with("Parameter 'timeout'"), "{e}");
         let e = decode::<Req>(b"{nope").unwrap_err().to_string();
         assert!(e.starts_with("Malformed JSON"), "{e}");
+        let e = decode::<Req>(br#"["w", 1]"#).unwrap_err().to_string();
+        assert!(e.contains("must be a JSON object"), "{e}");
+        let ok = decode::<Req>(br#"{"worker_id": "w", "timeout": 2}"#).unwrap();
+        assert_eq!((ok.worker_id.as_str(), ok.timeout), ("w", Some(2.0)));
     }
 }
