@@ -227,11 +227,7 @@ extern "C" fn call<P: Plugin>(
             cancel: ctx.cancel,
             deadline: UNIX_EPOCH + Duration::from_millis(ctx.deadline_unix_ms),
         };
-        let params = parse_json(params, "params")?;
-        let result = (entry.handler)(&plugin, &cx, params)?;
-        serde_json::to_string(&result)
-            .map(RString::from)
-            .map_err(|e| PluginError::internal(e.to_string()))
+        (entry.handler)(&plugin, &cx, params.as_str()).map(RString::from)
     })
 }
 

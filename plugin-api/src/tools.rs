@@ -26,8 +26,11 @@ pub struct ToolInfo {
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
 pub struct NoParams {}
 
+/// Takes the params as JSON text and returns the result as JSON text: typed
+/// values are read from and written to text directly, without an interim
+/// `Value` tree (a screenshot's result is megabytes of base64).
 type Handler<P> = Box<
-    dyn Fn(&P, &CallContext<'_, <P as Plugin>::Session>, Value) -> Result<Value, PluginError>
+    dyn Fn(&P, &CallContext<'_, <P as Plugin>::Session>, &str) -> Result<String, PluginError>
         + Send
         + Sync,
 >;
@@ -97,10 +100,10 @@ impl<P: Plugin> Tools<P> {
         let parameters = serde_json::to_value(schemars::schema_for!(A))
             .unwrap_or_else(|_| serde_json::json!({"type": "object"}));
         let handler: Handler<P> = Box::new(move |plugin, cx, params| {
-            let params: A = serde_json::from_value(params)
+            let params: A = serde_json::from_str(if params.is_empty() { "{}" } else { params })
                 .map_err(|e| PluginError::invalid_params(format!("invalid params: {e}")))?;
             let result = handler(plugin, cx, params)?;
-            serde_json::to_value(result)
+            serde_json::to_string(&result)
                 .map_err(|e| PluginError::internal(format!("result is not JSON: {e}")))
         });
         self.entries.push(ToolEntry {
@@ -153,6 +156,8 @@ impl<P: Plugin> Tools<P> {
             .ok_or_else(|| {
                 PluginError::new(crate::ErrorKind::UnknownTool, format!("no tool '{name}'"))
             })?;
-        (entry.handler)(plugin, cx, params)
+        let text = (entry.handler)(plugin, cx, &params.to_string())?;
+        serde_json::from_str(&text)
+            .map_err(|e| PluginError::internal(format!("result is not JSON: {e}")))
     }
 }

@@ -100,6 +100,10 @@ impl Backend {
         &self.tools
     }
 
+    pub fn has_tool(&self, tool: &str) -> bool {
+        self.schemas.contains_key(tool)
+    }
+
     pub fn per_session(&self) -> bool {
         self.info.session_model == SessionModel::PerWorker
     }

@@ -143,6 +143,12 @@ impl Registry {
     /// Resolves a tool name (see [`names::resolve`]) to its backend and action.
     pub fn resolve(&self, action: &str) -> CoreResult<(Arc<Backend>, String)> {
         let state = self.read();
+        // The common case, a registered `plugin:tool`, without listing every tool.
+        if let Some((plugin, tool)) = action.split_once(':') {
+            if let Some(b) = state.backends.get(plugin).filter(|b| b.has_tool(tool)) {
+                return Ok((b.clone(), tool.to_string()));
+            }
+        }
         let full_names: Vec<String> = state
             .backends
             .values()
