@@ -7,7 +7,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
@@ -32,7 +32,8 @@ static RUNTIME: OnceLock<Box<dyn Any + Send + Sync>> = OnceLock::new();
 struct Runtime<P: Plugin> {
     tools: HashMap<String, ToolEntry<P>>,
     infos: Vec<crate::ToolInfo>,
-    plugin: Mutex<Option<Arc<P>>>,
+    /// Read on every call, written at warmup and shutdown.
+    plugin: RwLock<Option<Arc<P>>>,
     sessions: RwLock<HashMap<String, Arc<P::Session>>>,
 }
 
@@ -48,7 +49,7 @@ fn runtime<P: Plugin>() -> Result<&'static Runtime<P>, PluginError> {
         Box::new(Runtime::<P> {
             tools,
             infos,
-            plugin: Mutex::new(None),
+            plugin: RwLock::new(None),
             sessions: RwLock::new(HashMap::new()),
         })
     });
@@ -59,7 +60,7 @@ fn runtime<P: Plugin>() -> Result<&'static Runtime<P>, PluginError> {
 impl<P: Plugin> Runtime<P> {
     fn plugin(&self) -> Result<Arc<P>, PluginError> {
         self.plugin
-            .lock()
+            .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .ok_or_else(|| {
@@ -135,7 +136,7 @@ extern "C" fn warmup<P: Plugin>(config: RStr<'_>) -> FfiResult<()> {
     guard("warmup", || {
         let rt = runtime::<P>()?;
         let config = parse_json(config, "plugin config")?;
-        let mut slot = rt.plugin.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = rt.plugin.write().unwrap_or_else(PoisonError::into_inner);
         let plugin = match &*slot {
             Some(p) => p.clone(),
             None => Arc::new(P::new()?),
@@ -151,7 +152,7 @@ extern "C" fn shutdown<P: Plugin>() -> FfiResult<()> {
         let rt = runtime::<P>()?;
         let plugin = rt
             .plugin
-            .lock()
+            .write()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         let sessions: Vec<_> = rt

@@ -95,6 +95,11 @@ fn run(root: &Path, plan: Plan, command: &str, out: &Path) -> anyhow::Result<()>
     let started = Instant::now();
     let artifacts = artifacts::build(root)?;
     let build_time = started.elapsed();
+    // The build leaves hundreds of MB of dirty pages; their writeback would
+    // otherwise compete with the first measurements.
+    if let Err(e) = std::process::Command::new("sync").status() {
+        eprintln!("xtask bench: sync failed ({e}); measuring anyway");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

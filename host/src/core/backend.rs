@@ -38,6 +38,8 @@ pub struct Backend {
     pub inline: InlineTools,
     warm_lock: tokio::sync::Mutex<()>,
     warm: Mutex<WarmState>,
+    /// `warm == Warm`, readable without the lock on every call.
+    is_warm: AtomicBool,
     calls: Arc<Semaphore>,
     max_calls: usize,
     /// Sessions created on this version and not yet destroyed.
@@ -88,6 +90,7 @@ impl Backend {
             schemas,
             warm_lock: tokio::sync::Mutex::new(()),
             warm: Mutex::new(WarmState::Cold),
+            is_warm: AtomicBool::new(false),
             calls: Arc::new(Semaphore::new(max_calls)),
             max_calls,
             open_sessions: AtomicUsize::new(0),
@@ -124,11 +127,14 @@ impl Backend {
     }
 
     pub fn is_warm(&self) -> bool {
-        self.warm_state() == WarmState::Warm
+        self.is_warm.load(Ordering::Acquire)
     }
 
     fn set_warm(&self, state: WarmState) {
-        *self.warm.lock().unwrap_or_else(PoisonError::into_inner) = state;
+        let mut warm = self.warm.lock().unwrap_or_else(PoisonError::into_inner);
+        self.is_warm
+            .store(state == WarmState::Warm, Ordering::Release);
+        *warm = state;
     }
 
     /// Warms the plugin up once; concurrent callers wait for the same warmup.

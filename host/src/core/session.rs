@@ -1,8 +1,8 @@
 //! One session: a worker's private instance of a per-session plugin.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::backend::Backend;
 
@@ -17,7 +17,8 @@ pub struct Session {
     /// `None` for a compatibility session (a resource type with no plugin).
     pub backend: Option<Arc<Backend>>,
     pub created_at: SystemTime,
-    last_activity: Mutex<SystemTime>,
+    /// Microseconds since the Unix epoch: an atomic, as every call touches it.
+    last_activity: AtomicU64,
     in_flight: AtomicUsize,
     broken: AtomicBool,
 }
@@ -40,25 +41,20 @@ impl Session {
             temporary,
             backend,
             created_at: now,
-            last_activity: Mutex::new(now),
+            last_activity: AtomicU64::new(micros(now)),
             in_flight: AtomicUsize::new(0),
             broken: AtomicBool::new(false),
         }
     }
 
     pub fn last_activity(&self) -> SystemTime {
-        *self
-            .last_activity
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        UNIX_EPOCH + Duration::from_micros(self.last_activity.load(Ordering::Relaxed))
     }
 
     /// Resets the idle clock (the TTL counts from the last activity).
     pub fn touch(&self) {
-        *self
-            .last_activity
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = SystemTime::now();
+        self.last_activity
+            .fetch_max(micros(SystemTime::now()), Ordering::Relaxed);
     }
 
     pub fn expires_at(&self, ttl: Duration) -> SystemTime {
@@ -137,6 +133,11 @@ pub fn session_name(resource_type: &str, worker_id: &str, n: u32, custom: Option
 pub fn session_id(name: &str) -> String {
     let hex = uuid::Uuid::new_v4().simple().to_string();
     format!("{name}_{}", &hex[..8])
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -86,7 +86,8 @@ impl Sessions {
 
     /// The worker's session for a resource type, if any.
     pub fn get(&self, worker: &str, rt: &str) -> Option<Arc<Session>> {
-        lock(&self.active).get(&key(worker, rt)).cloned()
+        let k = key(worker, rt); // allocated before the lock, to hold it briefly
+        lock(&self.active).get(&k).cloned()
     }
 
     /// Does the worker have any session at all?
@@ -267,6 +268,10 @@ impl Sessions {
         };
         let (b, id) = (backend.clone(), session.id.clone());
         match run_blocking(self.policy.cleanup_timeout, move || b.plugin.cleanup(&id)).await {
+            // One per call for temporary sessions: not worth an info line each.
+            Ok(Ok(())) if session.temporary => {
+                tracing::debug!(worker = %session.worker_id, session = %session.id, "temporary session destroyed")
+            }
             Ok(Ok(())) => {
                 tracing::info!(worker = %session.worker_id, session = %session.id, "session destroyed")
             }
