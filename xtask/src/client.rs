@@ -66,13 +66,16 @@ impl Conn {
             let body = response.into_body().collect().await?.to_bytes();
             anyhow::Ok((status, body))
         };
+        tokio::pin!(exchange);
         tokio::select! {
-            // An answer that came with the connection's end still counts.
             biased;
-            answer = exchange => answer,
-            ended = connection.as_mut() => match ended {
-                Ok(()) => bail!("the server closed the connection"),
-                Err(e) => Err(e).context("connection"),
+            answer = &mut exchange => answer,
+            // The connection can end in the same poll that reads the answer
+            // (a server that closes after answering): the answer still counts.
+            ended = connection.as_mut() => match (ended, exchange.await) {
+                (_, Ok(answer)) => Ok(answer),
+                (Err(e), Err(_)) => Err(e).context("connection"),
+                (Ok(()), Err(e)) => Err(e.context("the server closed the connection")),
             },
         }
     }

@@ -61,6 +61,12 @@ fn echo(_p: &Fixture, cx: &Cx, p: EchoParams) -> Result<Value, PluginError> {
     }))
 }
 
+/// Sleeps, ignoring the deadline and cancellation.
+fn sleep_ignoring_deadline(_p: &Fixture, _cx: &Cx, p: SleepParams) -> Result<Value, PluginError> {
+    std::thread::sleep(Duration::from_secs_f64(p.seconds.clamp(0.0, 3600.0)));
+    Ok(json!({"slept": p.seconds}))
+}
+
 impl Plugin for Fixture {
     type Session = FixtureSession;
 
@@ -107,18 +113,12 @@ impl Plugin for Fixture {
             .tool(
                 "hang",
                 "Sleep, ignoring the deadline and cancellation",
-                |_p: &Fixture, _cx: &Cx, p: SleepParams| {
-                    std::thread::sleep(Duration::from_secs_f64(p.seconds.clamp(0.0, 3600.0)));
-                    Ok(json!({"slept": p.seconds}))
-                },
+                sleep_ignoring_deadline,
             )
             .tool(
                 "overrun",
                 "Declared non-blocking, yet sleeps, ignoring the deadline (a plugin breaking its word)",
-                |_p: &Fixture, _cx: &Cx, p: SleepParams| {
-                    std::thread::sleep(Duration::from_secs_f64(p.seconds.clamp(0.0, 3600.0)));
-                    Ok(json!({"slept": p.seconds}))
-                },
+                sleep_ignoring_deadline,
             )
             .non_blocking()
             .tool(
