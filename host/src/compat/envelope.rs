@@ -97,6 +97,31 @@ pub fn with_status(status: StatusCode, body: impl Serialize) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Code, HTTP status and message of a batch answer (`/execute/batch`,
+/// `/init/batch`): 200 when none of `total` failed, 500 when all did, else 207.
+pub fn batch_outcome(
+    failed: usize,
+    total: usize,
+    all_failed: &str,
+    what: &str,
+) -> (Code, StatusCode, String) {
+    if failed == 0 {
+        (Code::Success, StatusCode::OK, "success".to_string())
+    } else if failed == total {
+        (
+            Code::AllFailed,
+            Code::AllFailed.status(),
+            all_failed.to_string(),
+        )
+    } else {
+        (
+            Code::PartialFailure,
+            StatusCode::MULTI_STATUS,
+            format!("{failed} out of {total} {what} failed"),
+        )
+    }
+}
+
 /// A surface-raised or mapped error.
 pub fn failure(err: &Mapped, meta: &Meta, trace: &RequestId) -> Response {
     with_status(err.status, error_body(err, meta, trace))

@@ -179,21 +179,8 @@ pub async fn batch(
         failed += usize::from(outcome.is_err());
     }
     let data = BatchData::new(results, total, failed);
-    let (code, status, message) = if failed == 0 {
-        (Code::Success, StatusCode::OK, "success".to_string())
-    } else if failed == executed {
-        (
-            Code::AllFailed,
-            Code::AllFailed.status(),
-            "All actions failed".to_string(),
-        )
-    } else {
-        (
-            Code::PartialFailure,
-            StatusCode::MULTI_STATUS,
-            format!("{failed} out of {executed} actions failed"),
-        )
-    };
+    let (code, status, message) =
+        envelope::batch_outcome(failed, executed, "All actions failed", "actions");
     envelope::with_status(
         status,
         envelope::body(code, &message, data, &meta(), &trace),

@@ -188,21 +188,12 @@ pub async fn batch(
     let total = results.len();
     let failed = total - succeeded;
     let data = json!({"worker_id": worker, "results": results, "total": total, "success_count": succeeded});
-    let (code, status, message) = if failed == 0 {
-        (Code::Success, StatusCode::OK, "success".to_string())
-    } else if succeeded == 0 {
-        (
-            Code::AllFailed,
-            Code::AllFailed.status(),
-            "All resources failed to initialize".to_string(),
-        )
-    } else {
-        (
-            Code::PartialFailure,
-            StatusCode::MULTI_STATUS,
-            format!("{failed} out of {total} resources failed"),
-        )
-    };
+    let (code, status, message) = envelope::batch_outcome(
+        failed,
+        total,
+        "All resources failed to initialize",
+        "resources",
+    );
     envelope::with_status(
         status,
         envelope::body(code, &message, data, &meta(), &trace),

@@ -72,21 +72,19 @@ impl Core {
     }
 
     /// Executes one tool call.
-    pub async fn execute(self: &Arc<Self>, req: ExecRequest) -> ExecReport {
+    pub async fn execute(self: &Arc<Self>, mut req: ExecRequest) -> ExecReport {
         let started = Instant::now();
         let mut meta = ExecMeta::default();
         // No span of its own: the fmt layer formats a span's fields when it is
         // created, which cost more than the rest of a trivial call's bookkeeping.
         // Events here and in `sessions` name the worker and session themselves
         // (the enclosing request span carries the request id).
-        let worker = req.worker_id.clone();
-        let action = req.action.clone();
-        let result = self.execute_inner(req, &mut meta).await;
+        let result = self.execute_inner(&mut req, &mut meta).await;
         meta.execution_time_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
         if let Err(e) = &result {
             tracing::info!(
-                worker = %worker,
-                action = %action,
+                worker = %req.worker_id,
+                action = %req.action,
                 session = meta.session_id.as_deref().unwrap_or("-"),
                 code = e.code().as_u32(),
                 error = %e,
@@ -98,12 +96,12 @@ impl Core {
 
     async fn execute_inner(
         self: &Arc<Self>,
-        req: ExecRequest,
+        req: &mut ExecRequest,
         meta: &mut ExecMeta,
     ) -> CoreResult<ToolOutput> {
         self.ensure_running()?;
         let timeout = self.call_timeout(req.timeout)?;
-        let params = match req.params {
+        let params = match std::mem::take(&mut req.params) {
             Value::Null => Value::Object(Default::default()),
             p @ Value::Object(_) => p,
             other => {
