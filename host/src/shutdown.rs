@@ -5,12 +5,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Notify;
 
-/// How to stop.
-#[derive(Debug, Clone, Copy)]
+/// How to stop; also the body of both surfaces' shutdown requests.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
 pub struct StopRequest {
     /// Do not wait for in-flight calls.
+    #[serde(default)]
     pub force: bool,
+    #[serde(default = "yes")]
     pub cleanup_sessions: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Shared trigger: the first request wins.

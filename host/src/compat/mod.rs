@@ -85,6 +85,6 @@ pub(crate) fn fuzz_decode(bytes: &[u8]) {
     let _ = extract::decode::<init::FromConfigBody>(bytes);
     let _ = extract::decode::<sessions::CreateBody>(bytes);
     let _ = extract::decode::<sessions::TargetBody>(bytes);
-    let _ = extract::decode::<shutdown::ShutdownBody>(bytes);
+    let _ = extract::decode::<crate::shutdown::StopRequest>(bytes);
     let _ = extract::decode::<warmup::WarmupBody>(bytes);
 }

@@ -3,7 +3,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::envelope::bare;
@@ -11,28 +10,16 @@ use super::extract::{optional, Checked, Field, Kind, Model};
 use crate::http::AppState;
 use crate::shutdown::StopRequest;
 
-#[derive(Deserialize)]
-pub struct ShutdownBody {
-    #[serde(default)]
-    force: bool,
-    #[serde(default = "yes")]
-    cleanup_sessions: bool,
-}
-
-impl Model for ShutdownBody {
+impl Model for StopRequest {
     const FIELDS: &'static [Field] = &[
         optional("force", Kind::Bool),
         optional("cleanup_sessions", Kind::Bool),
     ];
 }
 
-fn yes() -> bool {
-    true
-}
-
 pub async fn shutdown(
     State(state): State<AppState>,
-    Checked(body): Checked<ShutdownBody>,
+    Checked(body): Checked<StopRequest>,
 ) -> Response {
     // The answer goes out before cleanup starts: report what will be cleaned.
     let sessions_cleaned = if body.cleanup_sessions {
@@ -40,10 +27,7 @@ pub async fn shutdown(
     } else {
         0
     };
-    state.shutdown.request(StopRequest {
-        force: body.force,
-        cleanup_sessions: body.cleanup_sessions,
-    });
+    state.shutdown.request(body);
     bare(
         StatusCode::OK,
         json!({

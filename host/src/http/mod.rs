@@ -134,5 +134,5 @@ pub(crate) fn fuzz_decode(bytes: &[u8]) {
     let _ = extract::decode::<sessions::TargetBody>(bytes);
     let _ = extract::decode::<sessions::WorkerBody>(bytes);
     let _ = extract::decode::<warmup::WarmupBody>(bytes);
-    let _ = extract::decode::<shutdown::ShutdownBody>(bytes);
+    let _ = extract::decode::<crate::shutdown::StopRequest>(bytes);
 }

@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use serde::Deserialize;
 use serde_json::{json, Map};
 
 use super::envelope::ok;
@@ -11,28 +10,13 @@ use super::request_id::RequestId;
 use super::AppState;
 use crate::shutdown::StopRequest;
 
-#[derive(Deserialize)]
-pub struct ShutdownBody {
-    #[serde(default)]
-    force: bool,
-    #[serde(default = "yes")]
-    cleanup_sessions: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
 pub async fn shutdown(
     State(state): State<AppState>,
     id: RequestId,
-    Body(body): Body<ShutdownBody>,
+    Body(body): Body<StopRequest>,
 ) -> Response {
     let sessions = state.core.sessions.all().len();
-    state.shutdown.request(StopRequest {
-        force: body.force,
-        cleanup_sessions: body.cleanup_sessions,
-    });
+    state.shutdown.request(body);
     ok(
         &id,
         json!({
