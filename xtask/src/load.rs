@@ -90,7 +90,37 @@ impl Spec {
 }
 
 /// Runs `spec.concurrency` workers against `addr` for the warm-up plus the window.
+///
+/// The workers share one OS thread (a current-thread runtime of their own), as
+/// `wrk -t1` does: the server and the client share the machine's cores, and a
+/// second client thread would take CPU from the server's threads and show up as
+/// scheduling delay in the tail latencies measured.
 pub async fn run(addr: SocketAddr, spec: Spec, make: MakeReq) -> Outcome {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("load".into())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(run_here(addr, spec, make)));
+            // The receiver only goes away if the bench was interrupted.
+            let _ = tx.send(outcome);
+        });
+    let received = match spawned {
+        Ok(_) => rx
+            .await
+            .map_err(|_| "the load thread ended early".to_owned()),
+        Err(e) => Err(format!("cannot start the load thread: {e}")),
+    };
+    match received {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(e)) => Outcome::failed(spec.duration, format!("load runtime: {e}")),
+        Err(e) => Outcome::failed(spec.duration, e),
+    }
+}
+
+async fn run_here(addr: SocketAddr, spec: Spec, make: MakeReq) -> Outcome {
     let start = Instant::now();
     let timed_from = start + spec.warmup;
     let end = timed_from + spec.duration;

@@ -114,7 +114,8 @@ pub fn render(h: &Header<'_>, sections: &[Section]) -> String {
         "Written by `{}` ({} mode); do not edit by hand, run the command again. \
          It builds the server and plugins in release, starts a server per section \
          with a private plugin directory and config, loads it with the HTTP/1.1 \
-         client in `xtask/` (one keep-alive connection per concurrent client), \
+         client in `xtask/` (one keep-alive connection per concurrent client, all \
+         on one thread so the client takes as little CPU from the server as it can), \
          stops it, and writes this file.\n",
         h.command, h.plan.mode
     );

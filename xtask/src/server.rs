@@ -148,18 +148,36 @@ impl Server {
         if let Err(e) = asked {
             eprintln!("xtask bench: /shutdown failed ({e:#}); killing the server");
         }
-        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
-            Ok(status) => Ok(Stopped {
+        let stopped = match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
+            Ok(status) => Stopped {
                 exit_code: status?.code(),
-            }),
+            },
             Err(_) => {
                 eprintln!(
                     "xtask bench: the server did not exit within 60 s of /shutdown; killing it"
                 );
                 self.child.kill().await?;
-                Ok(Stopped { exit_code: None })
+                Stopped { exit_code: None }
             }
-        }
+        };
+        report_warnings(&self.dir.path().join("server.log"));
+        Ok(stopped)
+    }
+}
+
+/// Shows what the server warned about while it was measured (a demoted tool,
+/// a slow cleanup): it can explain a figure, and the log is removed with the server.
+fn report_warnings(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    for line in warnings.iter().take(10) {
+        eprintln!("  server: {line}");
+    }
+    if warnings.len() > 10 {
+        eprintln!("  server: … and {} more warnings", warnings.len() - 10);
     }
 }
 

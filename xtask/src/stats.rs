@@ -89,6 +89,19 @@ impl Outcome {
         }
     }
 
+    /// A run that could not take place: one transport error saying why.
+    pub fn failed(window: Duration, why: String) -> Self {
+        let mut s = Stats {
+            transport: 1,
+            ..Stats::default()
+        };
+        s.record_error(why);
+        Self {
+            elapsed: window,
+            kinds: BTreeMap::from([("load", s)]),
+        }
+    }
+
     /// All kinds together.
     pub fn total(&self) -> Stats {
         let mut all = Stats::default();

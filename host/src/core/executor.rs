@@ -300,8 +300,9 @@ fn note_inline_call(backend: &Backend, tool: &str, took: Duration) {
         ),
         Verdict::Demoted => tracing::warn!(
             plugin = %backend.name, tool, ms,
-            "a tool declared non-blocking overran {} times; it now runs on call threads",
-            super::inline::STRIKES
+            "a tool declared non-blocking overran {} times within {} s; it now runs on call threads",
+            super::inline::STRIKES,
+            super::inline::WINDOW.as_secs()
         ),
     }
 }

@@ -3,25 +3,33 @@
 //! Handing a call to a call thread and back costs two context switches, most
 //! of the host's own cost for a trivial call. A tool whose plugin declares it
 //! non-blocking skips that hop. The host cannot interrupt such a call, so it
-//! keeps the plugin to its word: a tool that overruns the limit a few times is
-//! moved back to call threads for good (until the plugin is reloaded).
+//! keeps the plugin to its word: a tool that overruns the limit a few times
+//! within a short window is moved back to call threads for good (until the
+//! plugin is reloaded). The window keeps rare preemptions of an honest tool,
+//! spread over days of uptime, from adding up to a demotion.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use plugin_api::ToolInfo;
 
 /// A non-blocking call should take microseconds; this leaves room for the
 /// thread being preempted on a loaded machine.
 pub const LIMIT: Duration = Duration::from_millis(10);
-/// Overruns before a tool is moved to call threads: one could be preemption.
+/// Overruns within [`WINDOW`] before a tool is moved to call threads: one
+/// could be preemption.
 pub const STRIKES: u32 = 3;
+/// How close together the overruns must be.
+pub const WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct State {
     inline: AtomicBool,
-    overruns: AtomicU32,
+    /// When the current run of overruns began, and how many it has. Only
+    /// touched on an overrun, so the hot path stays one atomic load.
+    overruns: Mutex<Option<(Instant, u32)>>,
 }
 
 /// The inline state of one plugin version's non-blocking tools.
@@ -62,15 +70,29 @@ impl InlineTools {
 
     /// Records how long an inline call of `tool` took.
     pub fn record(&self, tool: &str, took: Duration) -> Verdict {
+        self.record_at(tool, took, Instant::now())
+    }
+
+    fn record_at(&self, tool: &str, took: Duration, now: Instant) -> Verdict {
         let Some(state) = self.tools.get(tool) else {
             return Verdict::Fine;
         };
         if took <= LIMIT {
             return Verdict::Fine;
         }
-        if state.overruns.fetch_add(1, Ordering::Relaxed) + 1 >= STRIKES
-            && state.inline.swap(false, Ordering::Relaxed)
-        {
+        // A poisoned lock only means another overrun panicked mid-count; the count is still usable.
+        let mut overruns = state.overruns.lock().unwrap_or_else(|e| e.into_inner());
+        let count = match overruns.as_mut() {
+            Some((since, count)) if now.duration_since(*since) <= WINDOW => {
+                *count += 1;
+                *count
+            }
+            _ => {
+                *overruns = Some((now, 1));
+                1
+            }
+        };
+        if count >= STRIKES && state.inline.swap(false, Ordering::Relaxed) {
             return Verdict::Demoted;
         }
         Verdict::Overran
@@ -107,5 +129,22 @@ mod tests {
         assert!(!t.runs_inline("quick"));
         // A call already running inline when it was demoted is only counted.
         assert_eq!(t.record("quick", over), Verdict::Overran);
+    }
+
+    #[test]
+    fn overruns_far_apart_do_not_add_up() {
+        let t = InlineTools::new(&[tool("quick", true)]);
+        let over = LIMIT * 2;
+        let mut now = Instant::now();
+        for _ in 0..10 * STRIKES {
+            assert_eq!(t.record_at("quick", over, now), Verdict::Overran);
+            now += WINDOW + Duration::from_secs(1);
+        }
+        assert!(t.runs_inline("quick"));
+        for _ in 1..STRIKES {
+            assert_eq!(t.record_at("quick", over, now), Verdict::Overran);
+        }
+        assert_eq!(t.record_at("quick", over, now), Verdict::Demoted);
+        assert!(!t.runs_inline("quick"));
     }
 }
