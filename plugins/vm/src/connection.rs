@@ -12,6 +12,7 @@ use x11rb::utils::RawFdContainer;
 
 use crate::error::{VmError, VmResult};
 use crate::sys;
+use crate::xauth::{self, Cookie};
 
 /// The connection type every module uses.
 pub type XConn = RustConnection<TimedStream>;
@@ -59,15 +60,21 @@ impl Stream for TimedStream {
     }
 }
 
-/// Connects to display `:display` through its Unix socket. No authorization
-/// is sent: the session's Xvfb runs without an auth file and accepts local clients.
-pub fn connect(display: u32, timeout: Duration) -> VmResult<XConn> {
+/// Connects to display `:display` through its Unix socket, presenting the
+/// session's cookie.
+pub fn connect(display: u32, cookie: &Cookie, timeout: Duration) -> VmResult<XConn> {
     let path = format!("/tmp/.X11-unix/X{display}");
     let socket = UnixStream::connect(&path)
         .map_err(|e| VmError::Internal(format!("cannot connect to the X server at {path}: {e}")))?;
     let (inner, _peer) = DefaultStream::from_unix_stream(socket)
         .map_err(|e| VmError::Internal(format!("cannot set up the X socket {path}: {e}")))?;
-    RustConnection::connect_to_stream(TimedStream { inner, timeout }, 0).map_err(|e| {
+    RustConnection::connect_to_stream_with_auth_info(
+        TimedStream { inner, timeout },
+        0,
+        xauth::PROTOCOL.as_bytes().to_vec(),
+        cookie.bytes().to_vec(),
+    )
+    .map_err(|e| {
         VmError::Internal(format!(
             "the X server on :{display} refused the connection: {e}"
         ))

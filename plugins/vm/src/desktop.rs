@@ -13,6 +13,7 @@ use crate::connection::{self, XConn};
 use crate::error::{VmError, VmResult};
 use crate::keymap::Keymap;
 use crate::shm::ShmSegment;
+use crate::xauth::Cookie;
 
 /// The X side of a session.
 pub struct Desktop {
@@ -29,8 +30,13 @@ pub struct Desktop {
 
 impl Desktop {
     /// Connects to display `:display` and checks the extensions the tools need.
-    pub fn connect(display: u32, timeout: Duration, png_small: bool) -> VmResult<Self> {
-        let conn = connection::connect(display, timeout)?;
+    pub fn connect(
+        display: u32,
+        cookie: &Cookie,
+        timeout: Duration,
+        png_small: bool,
+    ) -> VmResult<Self> {
+        let conn = connection::connect(display, cookie, timeout)?;
         for ext in [xtest::X11_EXTENSION_NAME, xfixes::X11_EXTENSION_NAME] {
             if conn.extension_information(ext)?.is_none() {
                 return Err(VmError::Internal(format!(

@@ -24,13 +24,15 @@ pub struct Xvfb {
 }
 
 impl Xvfb {
-    /// Starts `xvfb_bin` at `width`x`height`x24 and waits (up to `timeout`) until it
-    /// reports the display it chose. Its output goes to `log`.
+    /// Starts `xvfb_bin` at `width`x`height`x24, admitting only clients with
+    /// a cookie of the Xauthority file `auth`, and waits (up to `timeout`)
+    /// until it reports the display it chose. Its output goes to `log`.
     pub fn start(
         spawner: &Spawner,
         xvfb_bin: &str,
         session_id: &str,
         (width, height): (u32, u32),
+        auth: &Path,
         log: &Path,
         timeout: Duration,
     ) -> VmResult<Self> {
@@ -46,6 +48,8 @@ impl Xvfb {
         let mut cmd = Command::new(xvfb_bin);
         cmd.arg("-displayfd")
             .arg(write_fd.to_string())
+            .arg("-auth")
+            .arg(auth)
             .args(["-nolisten", "tcp", "-noreset", "-screen", "0"])
             .arg(format!("{width}x{height}x24"))
             .env(crate::programs::SESSION_ENV, session_id)

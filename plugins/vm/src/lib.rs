@@ -23,6 +23,7 @@ mod shm;
 mod spawner;
 mod sys;
 mod tree;
+mod xauth;
 
 use std::sync::{PoisonError, RwLock};
 use std::time::Duration;

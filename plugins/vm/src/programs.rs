@@ -19,6 +19,8 @@ pub const SESSION_ENV: &str = "AGENTFLOW_VM_SESSION";
 pub struct LaunchEnv<'a> {
     /// Display number (`DISPLAY=:N`).
     pub display: u32,
+    /// The session's Xauthority file (`XAUTHORITY`).
+    pub xauthority: &'a Path,
     /// Session id (value of [`SESSION_ENV`]).
     pub session_id: &'a str,
     /// Working directory.
@@ -57,6 +59,7 @@ impl Program {
             .arg(command)
             .current_dir(launch.cwd)
             .env("DISPLAY", format!(":{}", launch.display))
+            .env("XAUTHORITY", launch.xauthority)
             .env(SESSION_ENV, launch.session_id)
             .env_remove("WAYLAND_DISPLAY")
             .envs(launch.env)

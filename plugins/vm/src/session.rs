@@ -11,6 +11,7 @@ use crate::display::{describe_exit, Xvfb};
 use crate::error::{VmError, VmResult};
 use crate::programs::{self, LaunchEnv, Program};
 use crate::spawner::Spawner;
+use crate::xauth::Cookie;
 
 /// How long session creation waits for a window manager to announce itself.
 const WM_READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,20 +108,28 @@ impl VmSession {
             .spawner
             .as_ref()
             .ok_or_else(|| VmError::Internal("no spawner".into()))?;
+        let cookie = Cookie::generate()
+            .map_err(|e| VmError::Internal(format!("cannot draw an X cookie: {e}")))?;
+        let xauthority = dir.join("Xauthority");
+        cookie.write_file(&xauthority).map_err(|e| {
+            VmError::Internal(format!("cannot write {}: {e}", xauthority.display()))
+        })?;
         let xvfb = Xvfb::start(
             spawner,
             &plugin.xvfb,
             id,
             cfg.screen_size,
+            &xauthority,
             &dir.join("xvfb.log"),
             plugin.startup_timeout,
         )?;
         let (display, xvfb_pid) = (xvfb.display(), xvfb.pid());
         procs.xvfb = Some(xvfb);
-        let desktop = Desktop::connect(display, plugin.x_timeout, plugin.png_small)?;
+        let desktop = Desktop::connect(display, &cookie, plugin.x_timeout, plugin.png_small)?;
         let log = dir.join("programs.log");
         let launch = LaunchEnv {
             display,
+            xauthority: &xauthority,
             session_id: id,
             cwd: &cwd,
             env: &cfg.env,

@@ -267,3 +267,30 @@ fn killing_the_host_kills_the_session() {
         .collect();
     assert!(gone, "survived the host: {left:?}");
 }
+
+#[test]
+fn only_clients_with_the_sessions_cookie_reach_its_display() {
+    use x11rb::rust_connection::{DefaultStream, RustConnection};
+    let p = plugin();
+    let s = session(&p, "vm_w0_001_auth", json!({"screen_size": [640, 480]}));
+    let connect = |name: &[u8], data: &[u8]| {
+        let socket =
+            std::os::unix::net::UnixStream::connect(format!("/tmp/.X11-unix/X{}", s.display()))
+                .expect("the display's socket");
+        let (stream, _) = DefaultStream::from_unix_stream(socket).expect("stream");
+        RustConnection::connect_to_stream_with_auth_info(stream, 0, name.to_vec(), data.to_vec())
+    };
+    assert!(
+        connect(b"", b"").is_err(),
+        "a client without a cookie was let in"
+    );
+    assert!(
+        connect(b"MIT-MAGIC-COOKIE-1", &[7; 16]).is_err(),
+        "a client with a wrong cookie was let in"
+    );
+    // The session's programs find the cookie through XAUTHORITY in this file.
+    let file = std::fs::read(s.dir().join("Xauthority")).expect("the session's Xauthority");
+    let cookie = &file[file.len() - 16..];
+    assert!(connect(b"MIT-MAGIC-COOKIE-1", cookie).is_ok());
+    p.cleanup(&s).unwrap();
+}
