@@ -12,6 +12,8 @@ use crate::server::{Server, ServerSpec};
 use crate::stats::Outcome;
 
 const CONCURRENCY: [usize; 2] = [1, 64];
+/// How many times longer than the plan's window each load here is measured.
+const LONGER: u32 = 2;
 
 pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     let fixture = cx.artifacts.plugin("fixture")?;
@@ -26,13 +28,15 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
          is. Each client of an explicit-session run has its own worker and session; \
          each call of a temporary-session run creates and destroys a session.",
     );
+    let (window, rounds) = (cx.plan.window * LONGER, cx.plan.rounds * LONGER as usize);
     section.note(format!(
         "At each concurrency the four loads run in {} alternating slices of {} ms each \
-         ({} s each in total), so background load on a shared machine hits a figure and its \
-         baseline alike.",
-        cx.plan.rounds,
-        (cx.plan.window / cx.plan.rounds.max(1) as u32).as_millis(),
-        cx.plan.window.as_secs_f64()
+         ({} s each in total, {LONGER}× the other sections' windows: a p99 over a few \
+         seconds moves with every hiccup of a shared machine), so background load hits a \
+         figure and its baseline alike.",
+        rounds,
+        (window / rounds.max(1) as u32).as_millis(),
+        window.as_secs_f64()
     ));
     let server = Server::start(
         &cx.artifacts.agentflow,
@@ -66,7 +70,7 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     for c in CONCURRENCY {
         eprintln!("  c={c}: /health, /execute explicit (inline, call thread), /execute temporary");
         let p = cx.plan;
-        let mut measured = load::interleaved(server.addr, c, p.warmup, p.window, p.rounds, &loads)
+        let mut measured = load::interleaved(server.addr, c, p.warmup, window, rounds, &loads)
             .await
             .into_iter();
         let (Some(health), Some(explicit), Some(blocking), Some(temporary)) = (
@@ -93,6 +97,16 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
             section.note(little(*c, explicit.total_rate()));
         }
     }
+    section.note(
+        "At c=1 the host's own work is not what sets the pace: between two requests the \
+         machine's CPUs go idle, and waking an idle CPU (on a virtual machine, a trip \
+         through the hypervisor) dominates each round trip. A call thread that has just \
+         finished spins up to 200 us before it sleeps, which keeps a CPU awake for the next \
+         request; that is why the call-thread and temporary-session rows (temporary sessions are \
+         created and destroyed on call threads) can beat `/health` itself at c=1. \
+         (Measured on this machine with `wrk -t1 -c1` against `/health`: about 6k req/s \
+         idle, about 22k req/s with a busy loop running on the other CPU.)",
+    );
     server.stop().await?;
     Ok(())
 }
