@@ -103,7 +103,7 @@ pub async fn run(addr: SocketAddr, spec: Spec, make: MakeReq) -> Outcome {
             let outcome = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map(|rt| rt.block_on(run_here(addr, spec, make)));
+                .map(|rt| rt.block_on(run_workers(addr, spec, make)));
             // The receiver only goes away if the bench was interrupted.
             let _ = tx.send(outcome);
         });
@@ -120,7 +120,7 @@ pub async fn run(addr: SocketAddr, spec: Spec, make: MakeReq) -> Outcome {
     }
 }
 
-async fn run_here(addr: SocketAddr, spec: Spec, make: MakeReq) -> Outcome {
+async fn run_workers(addr: SocketAddr, spec: Spec, make: MakeReq) -> Outcome {
     let start = Instant::now();
     let timed_from = start + spec.warmup;
     let end = timed_from + spec.duration;
