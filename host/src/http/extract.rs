@@ -38,9 +38,31 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CoreError> {
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let inner = plain_types(&e.into_inner().to_string());
         CoreError::InvalidParams(field_message(&path, &inner))
     })
+}
+
+/// serde names the Rust type it wanted ("expected f64"); a client knows JSON types.
+fn plain_types(message: &str) -> String {
+    const NAMES: [(&str, &str); 10] = [
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("u64", "a non-negative integer"),
+        ("u32", "a non-negative integer"),
+        ("u16", "a non-negative integer"),
+        ("u8", "a non-negative integer"),
+        ("usize", "a non-negative integer"),
+        ("i64", "an integer"),
+        ("i32", "an integer"),
+        ("isize", "an integer"),
+    ];
+    for (rust, json) in NAMES {
+        if let Some(head) = message.strip_suffix(&format!("expected {rust}")) {
+            return format!("{head}expected {json}");
+        }
+    }
+    message.to_string()
 }
 
 /// Turns serde's wording into "Parameter 'x' ..." messages.
@@ -120,7 +142,10 @@ mod tests {
         let e = decode::<Req>(br#"{"worker_id": "w", "timeout": "x"}"#)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("Parameter 'timeout'"), "{e}");
+        assert_eq!(
+            e,
+            "Parameter 'timeout': invalid type: string \"x\", expected a number"
+        );
         let e = decode::<Req>(b"{nope").unwrap_err().to_string();
         assert!(e.starts_with("Malformed JSON"), "{e}");
         let e = decode::<Req>(br#"["w", 1]"#).unwrap_err().to_string();
