@@ -104,8 +104,8 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
          finished spins up to 200 us before it sleeps, which keeps a CPU awake for the next \
          request; that is why the call-thread and temporary-session rows (temporary sessions are \
          created and destroyed on call threads) can beat `/health` itself at c=1. \
-         (Measured on this machine with `wrk -t1 -c1` against `/health`: about 6k req/s \
-         idle, about 22k req/s with a busy loop running on the other CPU.)",
+         (When this note was written, `wrk -t1 -c1` against `/health` on a 2-core VM gave \
+         about 6k req/s with the other CPU idle and about 22k req/s with a busy loop on it.)",
     );
     server.stop().await?;
     Ok(())
@@ -131,10 +131,10 @@ fn echo(worker: String, tool: &str) -> Req {
 async fn check_sessions(server: &Server) -> anyhow::Result<()> {
     let api = server.api();
     let on_session = api
-        .execute(&explicit_worker(0), "fixture:echo", json!({"text": "hi"}))
+        .execute(&explicit_worker(0), ECHO, json!({"text": "hi"}))
         .await?;
     let temporary = api
-        .execute("bench-temp-check", "fixture:echo", json!({"text": "hi"}))
+        .execute("bench-temp-check", ECHO, json!({"text": "hi"}))
         .await?;
     ensure!(
         on_session["data"]["text"] == "hi",
