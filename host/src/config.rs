@@ -126,6 +126,31 @@ impl Default for PluginConfig {
     }
 }
 
+impl PluginConfig {
+    /// Settings in the plugin's `sandbox` table that weaken session isolation
+    /// (`isolation = "none"`, `network = "host"`), as warnings for the log and
+    /// `/warmup/status`. The plugin applies them; the host only makes them seen.
+    pub fn isolation_warnings(&self) -> Vec<String> {
+        let sandbox = &self.config["sandbox"];
+        let mut warnings = Vec::new();
+        if sandbox["isolation"] == "none" {
+            warnings.push(
+                "sandbox.isolation = \"none\": session commands run on the host as the \
+                 server's user, without a sandbox"
+                    .to_string(),
+            );
+        }
+        if sandbox["network"] == "host" {
+            warnings.push(
+                "sandbox.network = \"host\": sessions reach the host's network and the \
+                 server's own port"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+}
+
 impl Config {
     /// Reads, expands and validates a config file. Relative paths in it are
     /// taken relative to the file's directory.

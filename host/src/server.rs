@@ -109,6 +109,11 @@ async fn serve(config: Config) -> Result<(), String> {
              server.allow_unauthenticated_remote = true to do it deliberately"
         ));
     }
+    for (name, plugin) in &config.plugins {
+        for warning in plugin.isolation_warnings() {
+            tracing::warn!(plugin = %name, "{warning}");
+        }
+    }
     let core = Core::new(config);
     // Watch before the startup scan, so a file dropped in meanwhile is not missed.
     let _watcher = crate::watcher::start(core.clone());

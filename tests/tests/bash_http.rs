@@ -107,6 +107,10 @@ fn background_processes_die_with_their_session() {
 }
 
 fn bash_server_at(root: &std::path::Path) -> Server {
+    // The sandbox's user must pass through the workspace root's parent.
+    let parent = root.parent().unwrap_or(root);
+    std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
     Server::builder()
         .plugin("bash")
         .toml(&format!(

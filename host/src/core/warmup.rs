@@ -35,6 +35,9 @@ pub struct BackendStatus {
     /// A newer file waiting for `/warmup`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<FileStatus>,
+    /// Settings of this plugin that weaken isolation (e.g. no sandbox).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +162,7 @@ impl Core {
                     file: Some(file_status(&b.file.file_name(), b.file.size, &b.file.hash)),
                     draining,
                     pending: None,
+                    warnings: self.config.plugin(&b.name).isolation_warnings(),
                 },
             );
         }
@@ -200,6 +204,7 @@ impl Core {
                             file: Some(status),
                             draining: Vec::new(),
                             pending: None,
+                            warnings: self.config.plugin(&f.name).isolation_warnings(),
                         },
                     );
                 }

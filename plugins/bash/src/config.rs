@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use sandbox::{Limits, SandboxConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -26,9 +27,9 @@ pub struct PluginConfig {
     pub default_timeout_secs: f64,
     /// Largest content `write_file` accepts and `read_file` returns, in bytes.
     pub file_limit_bytes: usize,
-    /// How sessions are kept apart (see [`IsolationMode`]).
-    pub isolation: IsolationMode,
-    /// Limits applied (setrlimit) to each session's shell and everything it starts.
+    /// The sandbox every session's shell runs in (`[plugins.bash.config.sandbox]`).
+    pub sandbox: SandboxConfig,
+    /// Limits applied (setrlimit) to each process of a session.
     pub limits: ResourceLimits,
 }
 
@@ -40,22 +41,10 @@ impl Default for PluginConfig {
             output_limit_bytes: MIB as usize,
             default_timeout_secs: 30.0,
             file_limit_bytes: 16 * MIB as usize,
-            isolation: IsolationMode::Auto,
+            sandbox: SandboxConfig::default(),
             limits: ResourceLimits::default(),
         }
     }
-}
-
-/// How sessions are isolated from each other and from the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IsolationMode {
-    /// Namespaces when the process may create them (root), else process groups with a warning.
-    Auto,
-    /// A PID and a mount namespace per session; fail warmup if unavailable.
-    Namespaces,
-    /// No namespaces: the shell leads its own process session (weaker, see the crate docs).
-    ProcessGroup,
 }
 
 /// Per-process resource limits (`setrlimit`), inherited by every process of a
@@ -67,8 +56,10 @@ pub struct ResourceLimits {
     pub cpu_seconds: u64,
     /// Virtual address space per process in bytes (`RLIMIT_AS`).
     pub address_space_bytes: u64,
-    /// Processes of the user (`RLIMIT_NPROC`). The kernel does not enforce it
-    /// for root, and for other users it counts all their processes on the host.
+    /// Processes of the user (`RLIMIT_NPROC`), applied only without a
+    /// sandbox (sandboxes share one host user; their limit is
+    /// `sandbox.limits.processes`, per session). The kernel does not enforce
+    /// it for root.
     pub processes: u64,
     /// Largest file a process may write, in bytes (`RLIMIT_FSIZE`).
     pub file_size_bytes: u64,
@@ -127,15 +118,22 @@ impl PluginConfig {
 
 /// A session's settings: `[plugins.bash.session]` overlaid with the client's
 /// session config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SessionConfig {
     /// Starting directory, relative to the session's directory (which it must stay inside).
     pub cwd: Option<String>,
     /// Extra environment variables for the shell.
     pub env: BTreeMap<String, String>,
+    /// The client's `limits` object: tightens `sandbox.limits` (null: none).
+    pub limits: Value,
 }
 
 impl SessionConfig {
+    /// The session's sandbox limits: the server's, tightened by the client's.
+    pub fn sandbox_limits(&self, server: &Limits) -> Result<Limits, String> {
+        server.tightened_by(&self.limits)
+    }
+
     /// Parses and checks a session config object.
     pub fn parse(value: &Value) -> Result<Self, String> {
         let object = match value {
@@ -148,9 +146,10 @@ impl SessionConfig {
             match key.as_str() {
                 "cwd" => config.cwd = parse_cwd(value)?,
                 "env" => config.env = parse_env(value)?,
+                "limits" => config.limits = value.clone(),
                 other => {
                     return Err(format!(
-                        "session config: unknown field '{other}', expected 'cwd' or 'env'"
+                        "session config: unknown field '{other}', expected 'cwd', 'env' or 'limits'"
                     ))
                 }
             }

@@ -30,42 +30,50 @@
 //! lost shell: they get a result, a timeout, or "session broken" when no new
 //! shell can be started.
 //!
-//! # Isolation (see `sandbox.rs`)
+//! # Isolation (the `agentflow-sandbox` crate, `launch.rs`)
 //!
 //! Each session has its own directory (mode 0700) under the workspace root,
-//! deleted at cleanup. With `isolation = "namespaces"` (the default when the
-//! host may create namespaces, i.e. runs as root) the shell is PID 1 of its
-//! own PID namespace and has a private mount namespace:
+//! deleted at cleanup. By default (`[plugins.bash.config.sandbox]`,
+//! `isolation = "bubblewrap"`) its shell runs in a bubblewrap sandbox:
 //!
-//! * no process of the session survives it: background jobs, `nohup`,
-//!   `setsid` and double forks die with the shell, at cleanup, at host
-//!   shutdown, and when the host is SIGKILLed (the shell gets
-//!   `PR_SET_PDEATHSIG(SIGKILL)` from a dedicated spawner thread, see
-//!   `spawner.rs`; the kernel then empties the namespace);
-//! * the workspace root is covered by an empty tmpfs with only the session's
-//!   directory mounted back: other sessions' directories do not exist for it,
-//!   and `/proc` shows only its own processes. `CAP_SYS_ADMIN` is dropped, so a
-//!   root shell cannot unmount the cover. What root still can do: read raw
-//!   block devices, raise its own rlimits (`CAP_SYS_RESOURCE`), and everything
-//!   else root can do to the host outside the workspace. This keeps sessions
-//!   from seeing each other by accident; it is not a security boundary against
-//!   a hostile root user: run the host unprivileged or in a container for that.
-//! * Inside the namespace the shell is PID 1, and the kernel does not deliver
-//!   signals without a handler to PID 1 from inside: `kill -9 $$` does nothing
-//!   (use `exit`).
+//! * the host's `/usr`, `/etc`, `/opt` read-only, its own `/proc`, a minimal
+//!   `/dev`, its own `/tmp` and `/var/tmp` (size-limited tmpfs), the session's
+//!   directory read-write at its host path (also `$HOME`), nothing else: no
+//!   `/root`, `/home`, server directories or other sessions;
+//! * root of its own user namespace, unprivileged on the host (uid `nobody`
+//!   when the server runs as root), no capabilities, `no_new_privs`, a seccomp
+//!   deny list (mount, kernel modules, keyrings, bpf, ...);
+//! * its own network namespace with only a loopback interface (the server's
+//!   port is unreachable) unless the operator sets `network = "host"`;
+//! * a cgroup per session limiting memory (its tmpfs included), processes
+//!   and CPU (`sandbox.limits`; a client may tighten them with `limits` in its
+//!   session config, never loosen them);
+//! * the shell is PID 1 of its PID namespace: no process of the session
+//!   survives it, at cleanup, at host shutdown, and when the host is SIGKILLed
+//!   (the shell's parent, bubblewrap, gets `PR_SET_PDEATHSIG(SIGKILL)` from a
+//!   dedicated spawner thread, see `spawner.rs`, and passes it on with
+//!   `--die-with-parent`; the kernel then empties the namespace). The kernel
+//!   does not deliver signals without a handler to PID 1 from inside: `kill
+//!   -9 $$` does nothing (use `exit`); `kill -9 -1` kills everything else.
 //!
-//! Without namespaces (`isolation = "process_group"`, or `auto` when creating
-//! them is not permitted, with a warning on stderr) the shell leads its own
-//! process session: cleanup and timeouts kill the processes of that session,
-//! but a process that calls `setsid` leaves it and is not found, the host's
-//! death kills only the shell, other sessions' directories are protected
-//! only by their 0700 mode (nothing, for root), and each call scans the
-//! host's `/proc` (about a millisecond).
+//! `read_file` and `write_file` act as the sandbox's user (`setfsuid`), so
+//! they reach exactly what the shell reaches in its directory, and the files
+//! they write belong to the session. What is *not* isolated is listed in the
+//! sandbox crate's docs (shared kernel, readable `/usr` and `/etc`, the
+//! workspace's size limited per file only).
+//!
+//! When the sandbox cannot be built (bubblewrap missing, no user namespaces,
+//! no cgroup controllers), warmup fails with one line saying what is missing.
+//! `isolation = "none"` runs shells on the host as the server's user, with a
+//! warning at warmup and in `info`: the shell only leads its own process
+//! session; cleanup and timeouts kill the processes of that session, but a
+//! process that calls `setsid` leaves it and is not found, the host's death
+//! kills only the shell, and each call scans the host's `/proc`.
 //!
 //! # Configuration
 //!
 //! See `PluginConfig` (plugin-wide, from `plugins.toml`) and `SessionConfig`
-//! (`cwd`, `env`) in `config.rs`. The shell does not inherit the
+//! (`cwd`, `env`, `limits`) in `config.rs`. The shell does not inherit the
 //! host's environment (it may hold secrets): it gets `PATH`, `HOME` (the
 //! session directory), `SHELL`, `TERM=dumb`, `LANG`, then the session's `env`.
 //!
@@ -73,8 +81,8 @@
 //!
 //! # Code map
 //!
-//! * `lib.rs`: the `Plugin` impl: warmup (config, workspace root, spawner
-//!   thread, isolation probe), session creation, tool registration.
+//! * `lib.rs`: the `Plugin` impl: warmup (config, sandbox, workspace root,
+//!   spawner thread, a probe session), session creation, tool registration.
 //! * `tools.rs`: tool params and results (the schemas derive from them) and
 //!   the handlers that translate between the API and a session.
 //! * `config.rs`: plugin and session config, defaults, validation.
@@ -84,8 +92,8 @@
 //!   that ran out of time.
 //! * `protocol.rs`: the lines of script and the status records exchanged with bash.
 //! * `output.rs`: capped capture of stdout and stderr.
-//! * `sandbox.rs`, `sandbox/child.rs`: starting the shell with namespaces
-//!   and limits (the code between `clone3` and `execve`).
+//! * `launch.rs`, `launch/child.rs`: starting the shell, in its sandbox or
+//!   not, with rlimits (the code between `clone3` and `execve`).
 //! * `process.rs`: a child process owned through a pidfd.
 //! * `processes.rs`: a session's processes in procfs (timeouts, cleanup
 //!   without namespaces).
@@ -93,11 +101,11 @@
 //! * `workspace.rs`: session directories and file access confined with `openat2`.
 
 mod config;
+mod launch;
 mod output;
 mod process;
 mod processes;
 mod protocol;
-mod sandbox;
 mod session;
 mod shell;
 mod spawner;
@@ -109,10 +117,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use plugin_api::{export_plugin, Plugin, PluginError, PluginInfo, SessionModel, Tools};
+use sandbox::{Isolation, Sandbox, SandboxStatus};
 use serde_json::Value;
 
-pub use crate::config::{IsolationMode, PluginConfig, ResourceLimits, SessionConfig};
-use crate::sandbox::{Isolation, LaunchSpec};
+pub use crate::config::{PluginConfig, ResourceLimits, SessionConfig};
+use crate::launch::{LaunchSpec, SANDBOX_PATH};
 pub use crate::session::BashSession;
 use crate::spawner::Spawner;
 use crate::workspace::WorkspaceRoot;
@@ -129,7 +138,8 @@ pub(crate) struct Settings {
     pub(crate) config: PluginConfig,
     pub(crate) root: WorkspaceRoot,
     pub(crate) shell: PathBuf,
-    pub(crate) isolation: Isolation,
+    /// `None` with `isolation = "none"`.
+    pub(crate) sandbox: Option<Sandbox>,
     pub(crate) spawner: Arc<Spawner>,
 }
 
@@ -140,7 +150,7 @@ impl Plugin for BashPlugin {
         PluginInfo::new(
             "bash",
             env!("CARGO_PKG_VERSION"),
-            "A persistent bash shell per session, sandboxed in its own directory",
+            "A persistent bash shell per session, in a sandbox of its own",
             SessionModel::PerWorker,
         )
     }
@@ -181,8 +191,19 @@ impl Plugin for BashPlugin {
     fn warmup(&self, config: &Value) -> Result<(), PluginError> {
         let config = PluginConfig::parse(config).map_err(PluginError::invalid_params)?;
         let shell = find_shell(config.shell.as_deref())?;
+        let sandbox = match config.sandbox.isolation {
+            Isolation::Bubblewrap => Some(
+                Sandbox::prepare("bash", &config.sandbox)
+                    .map_err(|e| PluginError::unavailable(e.to_string()))?,
+            ),
+            Isolation::None => {
+                eprintln!("agentflow-bash: warning: {}", sandbox::NO_SANDBOX_WARNING);
+                None
+            }
+        };
+        let owner = sandbox.as_ref().and_then(Sandbox::owner);
         let root_path = config.workspace_root();
-        let root = WorkspaceRoot::prepare(&root_path).map_err(|e| {
+        let root = WorkspaceRoot::prepare(&root_path, owner).map_err(|e| {
             PluginError::unavailable(format!(
                 "workspace_root '{}' cannot be created: {e}",
                 root_path.display()
@@ -192,14 +213,14 @@ impl Plugin for BashPlugin {
             Arc::new(Spawner::start().map_err(|e| {
                 PluginError::internal(format!("cannot start the spawner thread: {e}"))
             })?);
-        let mut settings = Settings {
+        let settings = Settings {
             config,
             root,
             shell,
-            isolation: Isolation::Namespaces,
+            sandbox,
             spawner,
         };
-        settings.isolation = settings.choose_isolation()?;
+        settings.probe()?;
         *self
             .settings
             .write()
@@ -246,12 +267,30 @@ impl BashPlugin {
 }
 
 impl Settings {
-    /// Creates a session: its directory, then its shell.
+    /// Creates a session: its sandbox, its directory, then its shell.
     fn start_session(
         &self,
         session_id: &str,
         config: &SessionConfig,
     ) -> Result<BashSession, PluginError> {
+        let sandbox = match &self.sandbox {
+            Some(sandbox) => {
+                let limits = config
+                    .sandbox_limits(&sandbox.config().limits)
+                    .map_err(PluginError::invalid_params)?;
+                let session = sandbox.session(limits).map_err(|e| {
+                    PluginError::unavailable(format!("cannot create the session's sandbox: {e}"))
+                })?;
+                Some(Arc::new(session))
+            }
+            None if !config.limits.is_null() => {
+                return Err(PluginError::invalid_params(
+                    "session config limits: this server runs bash without a sandbox \
+                     (sandbox.isolation = \"none\"), so no limits can be applied",
+                ))
+            }
+            None => None,
+        };
         let dir = self.root.create_session_dir(session_id).map_err(|e| {
             PluginError::unavailable(format!(
                 "cannot create a session directory in {}: {e}",
@@ -270,7 +309,7 @@ impl Settings {
                 }
             },
         };
-        let launch = self.launch_spec(self.isolation, dir.path(), cwd, &config.env);
+        let launch = self.launch_spec(sandbox, dir.path(), cwd, &config.env);
         BashSession::start(
             dir,
             launch,
@@ -280,23 +319,29 @@ impl Settings {
         .map_err(|e| PluginError::unavailable(format!("cannot start the session's shell: {e}")))
     }
 
+    /// What `info` shows about the sandbox.
+    pub(crate) fn sandbox_status(&self) -> SandboxStatus {
+        self.sandbox
+            .as_ref()
+            .map_or_else(SandboxStatus::none, Sandbox::status)
+    }
+
     fn launch_spec(
         &self,
-        isolation: Isolation,
+        sandbox: Option<Arc<sandbox::SessionSandbox>>,
         session_dir: &Path,
         cwd: PathBuf,
         extra_env: &BTreeMap<String, String>,
     ) -> LaunchSpec {
         let host =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+        // A sandbox gets nothing of the host's environment, not even its PATH.
+        let path = match sandbox {
+            Some(_) => SANDBOX_PATH.to_string(),
+            None => host("PATH", SANDBOX_PATH),
+        };
         let mut env = BTreeMap::from([
-            (
-                "PATH".to_string(),
-                host(
-                    "PATH",
-                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                ),
-            ),
+            ("PATH".to_string(), path),
             (
                 "HOME".to_string(),
                 session_dir.to_string_lossy().into_owned(),
@@ -306,52 +351,38 @@ impl Settings {
                 self.shell.to_string_lossy().into_owned(),
             ),
             ("TERM".to_string(), "dumb".to_string()),
-            ("LANG".to_string(), host("LANG", "C.UTF-8")),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
         ]);
         env.extend(extra_env.iter().map(|(k, v)| (k.clone(), v.clone())));
         LaunchSpec {
-            isolation,
+            sandbox,
             program: self.shell.clone(),
             args: protocol::SHELL_ARGS.iter().map(|s| s.to_string()).collect(),
             env: env.into_iter().collect(),
             cwd,
             session_dir: session_dir.to_path_buf(),
-            workspace_root: self.root.path().to_path_buf(),
             limits: self.config.limits,
         }
     }
 
-    /// Picks the isolation mode by starting (and ending) a real session with
-    /// it: this checks the shell, the workspace root and the sandbox at once.
-    fn choose_isolation(&mut self) -> Result<Isolation, PluginError> {
-        let wanted = match self.config.isolation {
-            IsolationMode::Namespaces | IsolationMode::Auto => Isolation::Namespaces,
-            IsolationMode::ProcessGroup => Isolation::ProcessGroup,
-        };
-        let probe = |settings: &mut Self, isolation| {
-            settings.isolation = isolation;
-            let session = settings.start_session("warmup-probe", &SessionConfig::default())?;
-            session.close().map_err(|e| {
-                PluginError::internal(format!("cannot remove the warmup probe's directory: {e}"))
-            })
-        };
-        match probe(self, wanted) {
-            Ok(()) => Ok(wanted),
-            Err(e) if self.config.isolation == IsolationMode::Auto => {
-                eprintln!(
-                    "agentflow-bash: warning: namespaces are not available ({}); falling back to \
-                     isolation = \"process_group\": processes that call setsid can outlive their \
-                     session, and sessions' directories are protected only by file modes",
-                    e.message
-                );
-                probe(self, Isolation::ProcessGroup)?;
-                Ok(Isolation::ProcessGroup)
-            }
-            Err(e) => Err(PluginError::new(
-                e.kind,
-                format!("isolation = \"{}\": {}", wanted.name(), e.message),
-            )),
-        }
+    /// Starts (and ends) a real session: checks the shell, the workspace root
+    /// and the sandbox at once, so that warmup fails rather than the first call.
+    fn probe(&self) -> Result<(), PluginError> {
+        let session = self
+            .start_session("warmup-probe", &SessionConfig::default())
+            .map_err(|e| {
+                PluginError::new(
+                    e.kind,
+                    format!(
+                        "isolation = \"{}\": {}",
+                        self.config.sandbox.isolation.name(),
+                        e.message
+                    ),
+                )
+            })?;
+        session.close().map_err(|e| {
+            PluginError::internal(format!("cannot remove the warmup probe's directory: {e}"))
+        })
     }
 }
 

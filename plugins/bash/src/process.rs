@@ -146,6 +146,17 @@ pub fn send_signal(pidfd: BorrowedFd<'_>, signal: c_int) -> io::Result<()> {
     }
 }
 
+/// A pidfd for process `pid` (which must be known to be alive and ours).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open with no flags returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// A close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(File, File)> {
     let mut fds = [0 as c_int; 2];

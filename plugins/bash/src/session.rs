@@ -11,8 +11,8 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::launch::LaunchSpec;
 use crate::process::Killer;
-use crate::sandbox::LaunchSpec;
 use crate::shell::{Output, RunOutcome, Shell, StartError};
 use crate::spawner::Spawner;
 use crate::workspace::SessionDir;
@@ -114,6 +114,11 @@ impl BashSession {
         &self.dir
     }
 
+    /// The session's sandbox limits (`None` without a sandbox).
+    pub fn sandbox_limits(&self) -> Option<sandbox::Limits> {
+        self.launch.sandbox.as_ref().map(|s| *s.limits())
+    }
+
     /// Runs `command` until it finishes, `deadline` passes or `cancelled()`.
     pub fn run(
         &self,
@@ -185,6 +190,10 @@ impl BashSession {
         let shell = state.shell.take();
         drop(state);
         drop(shell); // kills and reaps
+        if let Some(sandbox) = &self.launch.sandbox {
+            // Whatever the shell's end left (it ends its namespace already).
+            sandbox.kill_all();
+        }
         self.dir.remove()
     }
 

@@ -12,11 +12,11 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use crate::launch::{self, LaunchError, LaunchSpec};
 use crate::output::{bytes_in_pipe, read_pipe, CappedBuffer, PipeState};
 use crate::process::{self, Killer, Process};
 use crate::processes::{SessionProcesses, Snapshot};
 use crate::protocol::{self, Status, StatusReader};
-use crate::sandbox::{self, Isolation, LaunchError, LaunchSpec};
 use crate::spawner::Spawner;
 
 /// How often a waiting call looks at its cancel flag.
@@ -90,9 +90,12 @@ enum Event {
 /// A running shell and the plugin's ends of its pipes.
 #[derive(Debug)]
 pub struct Shell {
+    /// What was started: the shell, or bubblewrap running it.
     process: Process,
+    /// In a sandbox: a pidfd of the shell itself (signals to bubblewrap would
+    /// end the sandbox, not reach the shell).
+    sandboxed_shell: Option<OwnedFd>,
     processes: SessionProcesses,
-    isolation: Isolation,
     script: File,
     status: File,
     stdout: File,
@@ -120,13 +123,13 @@ impl Shell {
             stderr_child.into(),
             status_child.into(),
         ];
-        let process = sandbox::launch(spawner, spec, child_fds)?;
+        let process = launch::launch(spawner, spec, child_fds)?;
         for pipe in [&stdout, &stderr, &script, &status] {
             set_nonblocking(pipe)?;
         }
         let mut shell = Self {
-            processes: SessionProcesses::new(spec.isolation, process.pid()),
-            isolation: spec.isolation,
+            processes: SessionProcesses::new(false, process.pid()),
+            sandboxed_shell: None,
             process,
             script,
             status,
@@ -141,6 +144,12 @@ impl Shell {
         match shell.wait_for(0, &mut script, &mut output, deadline, &|| false)? {
             Event::Status(status) => {
                 shell.cwd = status.cwd;
+                if spec.sandbox.is_some() {
+                    // The shell answered, so it runs: it is bubblewrap's only child.
+                    let pid = only_child(shell.process.pid())?;
+                    shell.sandboxed_shell = Some(process::pidfd_open(pid)?);
+                    shell.processes = SessionProcesses::new(true, pid);
+                }
                 Ok(shell)
             }
             Event::ShellExited(code) => Err(StartError::NotReady(format!(
@@ -217,7 +226,7 @@ impl Shell {
         let give_up = Instant::now() + STOP_GRACE;
         loop {
             // Signal first: bash runs the trap as soon as the child it waits for dies.
-            let _ = self.process.signal(protocol::INTERRUPT_SIGNAL);
+            let _ = self.signal_shell(protocol::INTERRUPT_SIGNAL);
             self.processes.kill_started_since(before);
             let until = (Instant::now() + TICK).min(give_up);
             match self.wait_for(seq, script, output, until, &|| false)? {
@@ -235,11 +244,21 @@ impl Shell {
         }
     }
 
+    /// Sends `signal` to the shell itself.
+    fn signal_shell(&self, signal: libc::c_int) -> io::Result<()> {
+        match &self.sandboxed_shell {
+            Some(pidfd) => process::send_signal(pidfd.as_fd(), signal),
+            None => self.process.signal(signal),
+        }
+    }
+
     /// Kills the shell and everything it started, and reaps it.
     pub fn terminate(&mut self) {
+        // Killing PID 1 of the sandbox kills its whole namespace.
+        let _ = self.signal_shell(libc::SIGKILL);
         self.process.kill();
         let _ = self.process.wait();
-        if self.isolation == Isolation::ProcessGroup {
+        if self.sandboxed_shell.is_none() {
             // Without a PID namespace the shell's death kills nothing else.
             self.processes.kill_all();
         }
@@ -385,6 +404,16 @@ impl Script {
             }
         }
     }
+}
+
+/// The one child of process `pid` (bubblewrap's: the sandboxed shell).
+fn only_child(pid: i32) -> Result<i32, StartError> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?;
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|child| child.parse().ok())
+        .ok_or_else(|| StartError::NotReady("the sandbox has no shell process".into()))
 }
 
 fn poll_fd(fd: BorrowedFd<'_>, events: libc::c_short) -> libc::pollfd {

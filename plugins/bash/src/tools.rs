@@ -121,8 +121,14 @@ pub struct ReadFileResult {
 /// Result of the hidden `info` tool: how the plugin and this session are set up.
 #[derive(Debug, Serialize)]
 pub struct InfoResult {
-    /// `namespaces` or `process_group`.
+    /// `bubblewrap` or `none`.
     pub isolation: &'static str,
+    /// The plugin's sandbox: network, host uid, cgroup version, limits, and a
+    /// warning when sessions are not sandboxed.
+    pub sandbox: sandbox::SandboxStatus,
+    /// This session's sandbox limits (absent without a sandbox).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_limits: Option<sandbox::Limits>,
     /// The directory holding all session directories.
     pub workspace_root: String,
     /// This session's directory.
@@ -316,8 +322,11 @@ pub fn info(
 ) -> Result<InfoResult, PluginError> {
     let settings = plugin.settings()?;
     let session = cx.session()?;
+    let status = settings.sandbox_status();
     Ok(InfoResult {
-        isolation: settings.isolation.name(),
+        isolation: status.isolation,
+        sandbox: status,
+        session_limits: session.sandbox_limits(),
         workspace_root: display(settings.root.path()),
         session_dir: display(session.dir().path()),
         shell: display(&settings.shell),

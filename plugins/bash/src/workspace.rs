@@ -11,7 +11,7 @@ use std::fs::{self, DirBuilder, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 /// Why a client's path was not used.
@@ -55,18 +55,48 @@ impl PathError {
 #[derive(Debug)]
 pub struct WorkspaceRoot {
     path: PathBuf,
+    owner: Option<(u32, u32)>,
 }
 
 impl WorkspaceRoot {
     /// Creates the root if needed (mode 0700 for directories it creates;
-    /// existing directories keep their mode) and resolves it to a canonical path.
-    pub fn prepare(path: &Path) -> io::Result<Self> {
+    /// existing directories keep their mode) and resolves it to a canonical
+    /// path. With `owner` (the sandbox's user) the root becomes 0711: that
+    /// user must pass through it to its session's directory, but cannot list it.
+    pub fn prepare(path: &Path, owner: Option<(u32, u32)>) -> io::Result<Self> {
         DirBuilder::new().recursive(true).mode(0o700).create(path)?;
         let root = Self {
             path: fs::canonicalize(path)?,
+            owner,
         };
+        if let Some((uid, _)) = owner {
+            fs::set_permissions(&root.path, fs::Permissions::from_mode(0o711))?;
+            root.check_traversable_by(uid)?;
+        }
         root.remove_stale_dirs();
         Ok(root)
+    }
+
+    /// Fails, naming the directory, when `uid` cannot pass through one of the
+    /// root's ancestors (bubblewrap runs as `uid` and opens the session's
+    /// directory by path).
+    fn check_traversable_by(&self, uid: u32) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        for dir in self.path.ancestors().skip(1) {
+            let meta = fs::metadata(dir)?;
+            if meta.mode() & 0o001 == 0 && meta.uid() != uid {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "the sandbox's user (uid {uid}) cannot pass through {} (mode {:o}): \
+                         allow it (chmod o+x) or choose another workspace_root",
+                        dir.display(),
+                        meta.mode() & 0o7777
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Removes session directories left by a host process that no longer
@@ -109,7 +139,15 @@ impl WorkspaceRoot {
             };
             let path = self.path.join(&name);
             match DirBuilder::new().mode(0o700).create(&path) {
-                Ok(()) => return SessionDir::open_path(path),
+                Ok(()) => {
+                    if let Some((uid, gid)) = self.owner {
+                        if let Err(e) = std::os::unix::fs::chown(&path, Some(uid), Some(gid)) {
+                            let _ = fs::remove_dir(&path);
+                            return Err(e);
+                        }
+                    }
+                    return SessionDir::open_path(path, self.owner);
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -151,6 +189,42 @@ fn dir_name_for(session_id: &str) -> String {
 pub struct SessionDir {
     path: PathBuf,
     handle: OwnedFd,
+    /// The sandbox's user: file tools act as it.
+    owner: Option<(u32, u32)>,
+}
+
+/// While alive, file system calls of this thread act as the sandbox's user
+/// (`setfsuid`/`setfsgid` change only the calling thread, and drop the file
+/// capabilities of root): files the tools create belong to the session, and
+/// only what the session itself may read or write is reachable, as inside.
+struct AsOwner {
+    previous: Option<(u32, u32)>,
+}
+
+impl AsOwner {
+    fn enter(owner: Option<(u32, u32)>) -> Self {
+        let previous = owner.map(|(uid, gid)| {
+            // SAFETY: setfsgid/setfsuid only change this thread's credentials.
+            unsafe {
+                let gid_before = libc::setfsgid(gid) as u32;
+                let uid_before = libc::setfsuid(uid) as u32;
+                (uid_before, gid_before)
+            }
+        });
+        Self { previous }
+    }
+}
+
+impl Drop for AsOwner {
+    fn drop(&mut self) {
+        if let Some((uid, gid)) = self.previous {
+            // SAFETY: as in `enter`; the uid first, to regain the right to set the gid.
+            unsafe {
+                libc::setfsuid(uid);
+                libc::setfsgid(gid);
+            }
+        }
+    }
 }
 
 /// A file read back from a session directory.
@@ -165,9 +239,13 @@ pub struct FileContent {
 }
 
 impl SessionDir {
-    fn open_path(path: PathBuf) -> io::Result<Self> {
+    fn open_path(path: PathBuf, owner: Option<(u32, u32)>) -> io::Result<Self> {
         let handle = File::open(&path)?.into();
-        Ok(Self { path, handle })
+        Ok(Self {
+            path,
+            handle,
+            owner,
+        })
     }
 
     /// The directory's absolute path (the same inside the session's sandbox).
@@ -183,6 +261,7 @@ impl SessionDir {
     /// Creates directory `path` (relative to the session directory, parents
     /// included) unless it exists, and returns its absolute path.
     pub fn create_dir(&self, path: &str) -> Result<PathBuf, PathError> {
+        let _as_owner = AsOwner::enter(self.owner);
         let relative = self.relative(path)?;
         self.create_dirs(path, &relative)?;
         Ok(self.absolute(&relative))
@@ -190,6 +269,7 @@ impl SessionDir {
 
     /// Writes `bytes` to file `path`, creating parent directories; returns its absolute path.
     pub fn write_file(&self, path: &str, bytes: &[u8]) -> Result<PathBuf, PathError> {
+        let _as_owner = AsOwner::enter(self.owner);
         let relative = self.relative(path)?;
         let Some(parent) = relative.parent() else {
             return Err(PathError::NotAFile { path: path.into() });
@@ -208,6 +288,7 @@ impl SessionDir {
 
     /// Reads at most `max_bytes` of file `path`.
     pub fn read_file(&self, path: &str, max_bytes: u64) -> Result<FileContent, PathError> {
+        let _as_owner = AsOwner::enter(self.owner);
         let relative = self.relative(path)?;
         // O_NONBLOCK: opening a FIFO must not hang the call; it is refused below.
         let file = File::from(self.open(path, &relative, libc::O_RDONLY | libc::O_NONBLOCK)?);
@@ -392,7 +473,7 @@ mod tests {
         let dir =
             std::env::temp_dir().join(format!("agentflow-bash-unit-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        WorkspaceRoot::prepare(&dir).unwrap()
+        WorkspaceRoot::prepare(&dir, None).unwrap()
     }
 
     #[test]
@@ -416,7 +497,7 @@ mod tests {
             .join(format!("{}-bash_w_002_cafe", std::process::id()));
         fs::create_dir(&dead).unwrap();
         fs::create_dir(&live).unwrap();
-        let again = WorkspaceRoot::prepare(root.path()).unwrap();
+        let again = WorkspaceRoot::prepare(root.path(), None).unwrap();
         assert!(!dead.exists(), "a dead host's directory was kept");
         assert!(live.exists(), "a live host's directory was removed");
         fs::remove_dir_all(again.path()).unwrap();

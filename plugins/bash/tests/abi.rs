@@ -43,9 +43,9 @@ fn the_library_loads_and_runs_a_session() {
         .warmup(&json!({ "workspace_root": root }))
         .expect("warmup");
     let isolation = if common::is_root() {
-        "namespaces"
+        "bubblewrap"
     } else {
-        "process_group"
+        "none"
     };
     plugin
         .initialize("abi", &json!({"env": {"WHO": "abi"}}))

@@ -36,7 +36,7 @@ fn no_process_survives_cleanup() {
     }
     let h = Harness::new();
     let s = h.session("cleanup", json!({}));
-    assert_eq!(h.isolation(&s), "namespaces");
+    assert_eq!(h.isolation(&s), "bubblewrap");
     let dir = h.call(&s, "info", json!({})).unwrap()["session_dir"]
         .as_str()
         .unwrap()
@@ -55,9 +55,9 @@ fn no_process_survives_cleanup() {
 
 #[test]
 fn background_jobs_die_with_the_session_without_namespaces_too() {
-    let h = Harness::with_config(json!({"isolation": "process_group"}));
+    let h = Harness::with_config(json!({"sandbox": {"isolation": "none"}}));
     let s = h.session("pg-cleanup", json!({}));
-    assert_eq!(h.isolation(&s), "process_group");
+    assert_eq!(h.isolation(&s), "none");
     let marker = unique_marker("pg");
     h.run(&s, &format!("(exec -a {marker}-bg sleep 1000) & nohup bash -c 'exec -a {marker}-nohup sleep 1000' >/dev/null 2>&1 &"));
     assert!(eventually(10, || processes_with(&marker).len() == 2));

@@ -195,11 +195,11 @@ fn exit_ends_the_shell_and_a_fresh_one_takes_over() {
 #[test]
 fn killing_the_shell_itself_gives_a_result_and_a_working_next_call() {
     for isolation in isolations() {
-        let h = Harness::with_config(json!({"isolation": isolation}));
+        let h = Harness::with_config(json!({"sandbox": {"isolation": isolation}}));
         let s = h.session("kill9", json!({}));
         match h.call(&s, "run", json!({"command": "kill -9 $$; echo after"})) {
-            // With namespaces the shell is PID 1 and the kernel ignores the signal.
-            Ok(result) if isolation == "namespaces" => assert_eq!(result["stdout"], "after\n"),
+            // In a sandbox the shell is PID 1 and the kernel ignores the signal.
+            Ok(result) if isolation == "bubblewrap" => assert_eq!(result["stdout"], "after\n"),
             Ok(result) => {
                 assert_eq!(result["return_code"], 137, "{result}");
                 assert_eq!(result["shell_restarted"], true);

@@ -14,7 +14,7 @@ use serde_json::json;
 #[test]
 fn timeout_kills_the_command_and_the_shell_keeps_its_state() {
     for isolation in isolations() {
-        let h = Harness::with_config(json!({"isolation": isolation}));
+        let h = Harness::with_config(json!({"sandbox": {"isolation": isolation}}));
         let s = h.session("timeout", json!({}));
         h.run(&s, "mkdir -p sub && cd sub && export KEPT=yes");
         let marker = unique_marker("fg");

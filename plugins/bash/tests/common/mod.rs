@@ -151,8 +151,8 @@ impl Harness {
 /// The isolation modes this machine can run: both as root, else only process groups.
 pub fn isolations() -> Vec<&'static str> {
     if is_root() {
-        vec!["namespaces", "process_group"]
+        vec!["bubblewrap", "none"]
     } else {
-        vec!["process_group"]
+        vec!["none"]
     }
 }

@@ -1,5 +1,7 @@
 //! The child's side of [`super::launch`]: the code that runs between `clone3`
-//! and `execve`.
+//! and `execve`. It builds no sandbox itself: with one, it executes
+//! bubblewrap after joining the session's cgroup and dropping to the
+//! sandbox's user (`sandbox::Entry`).
 //!
 //! The child is a copy of a multi-threaded process with only the calling
 //! thread, so it may only make async-signal-safe calls (no allocation, no
@@ -13,10 +15,19 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr;
 
-use super::{Isolation, LaunchSpec};
+use sandbox::{Entry, EntryStep};
+
+use super::LaunchSpec;
+
+/// The sandbox part of a launch: bubblewrap's command and the child's entry steps.
+pub(super) struct Sandboxed {
+    pub(super) program: PathBuf,
+    pub(super) argv: Vec<String>,
+    pub(super) entry: Entry,
+}
 
 /// The steps of the child's setup, as reported on failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,31 +35,25 @@ use super::{Isolation, LaunchSpec};
 pub(super) enum Step {
     DeathSignal = 1,
     Setsid,
-    PrivateMounts,
-    CoverRoot,
-    MountPoint,
-    BindSession,
-    MountProc,
-    DropCap,
     Limits,
     Fds,
     Chdir,
+    JoinCgroup,
+    DropIdentity,
+    Prctl,
     Exec,
 }
 
 impl Step {
-    const ALL: [Step; 12] = [
+    const ALL: [Step; 9] = [
         Self::DeathSignal,
         Self::Setsid,
-        Self::PrivateMounts,
-        Self::CoverRoot,
-        Self::MountPoint,
-        Self::BindSession,
-        Self::MountProc,
-        Self::DropCap,
         Self::Limits,
         Self::Fds,
         Self::Chdir,
+        Self::JoinCgroup,
+        Self::DropIdentity,
+        Self::Prctl,
         Self::Exec,
     ];
 
@@ -57,23 +62,17 @@ impl Step {
         match Self::ALL.into_iter().find(|step| *step as u32 == code) {
             Some(Self::DeathSignal) => "setting PR_SET_PDEATHSIG",
             Some(Self::Setsid) => "starting a process session (setsid)",
-            Some(Self::PrivateMounts) => "making mounts private",
-            Some(Self::CoverRoot) => "covering the workspace root with a tmpfs",
-            Some(Self::MountPoint) => "creating the session's mount point",
-            Some(Self::BindSession) => "bind-mounting the session directory",
-            Some(Self::MountProc) => "mounting /proc",
-            Some(Self::DropCap) => "dropping CAP_SYS_ADMIN",
+            Some(Self::JoinCgroup) => EntryStep::JoinCgroup.describe(),
+            Some(Self::DropIdentity) => EntryStep::DropIdentity.describe(),
+            Some(Self::Prctl) => EntryStep::Prctl.describe(),
             Some(Self::Limits) => "applying resource limits (setrlimit)",
             Some(Self::Fds) => "setting up file descriptors",
             Some(Self::Chdir) => "changing to the starting directory",
-            Some(Self::Exec) => "running the shell program (execve)",
+            Some(Self::Exec) => "running the shell program, or bubblewrap (execve)",
             None => "an unknown step",
         }
     }
 }
-
-/// Linux's number for CAP_SYS_ADMIN (not exported by `libc`).
-const CAP_SYS_ADMIN: libc::c_ulong = 21;
 
 #[cfg(target_env = "gnu")]
 type Resource = libc::__rlimit_resource_t;
@@ -82,7 +81,6 @@ type Resource = c_int;
 
 /// Everything the child needs, prepared in the parent.
 pub(super) struct ChildPlan {
-    namespaces: bool,
     program: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -91,22 +89,9 @@ pub(super) struct ChildPlan {
     /// `fds[i]` becomes descriptor `i`; all are numbered >= 10 so that
     /// `dup2` onto 0..n never overwrites one not yet moved.
     fds: Vec<OwnedFd>,
-    mounts: Option<MountPlan>,
+    entry: Option<Entry>,
     limits: Vec<(Resource, u64)>,
     report: OwnedFd,
-}
-
-/// The mount-namespace setup: cover the workspace root, bring back the session's directory.
-struct MountPlan {
-    workspace_root: CString,
-    session_dir: CString,
-    mount_point: CString,
-    /// A reserved descriptor number N: the child opens the session directory
-    /// (it must be opened inside the new namespace to be bind-mountable) and
-    /// moves it to N, so that `source_path` (`/proc/self/fd/N`) still names
-    /// it after the cover hides the directory's path.
-    source_slot: OwnedFd,
-    source_path: CString,
 }
 
 fn c_string(bytes: &[u8]) -> io::Result<CString> {
@@ -134,52 +119,40 @@ fn high_fd(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 }
 
 impl ChildPlan {
-    pub(super) fn new(spec: &LaunchSpec, fds: Vec<OwnedFd>, report: File) -> io::Result<Self> {
-        let namespaces = spec.isolation == Isolation::Namespaces;
-        let mounts = if namespaces {
-            // Any descriptor can hold the number; a copy of the report pipe does.
-            let source_slot = high_fd(report.as_fd())?;
-            let name = spec.session_dir.file_name().ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "session directory has no name")
-            })?;
-            Some(MountPlan {
-                workspace_root: c_path(&spec.workspace_root)?,
-                session_dir: c_path(&spec.session_dir)?,
-                mount_point: c_path(&spec.workspace_root.join(name))?,
-                source_path: c_string(
-                    format!("/proc/self/fd/{}", source_slot.as_raw_fd()).as_bytes(),
-                )?,
-                source_slot,
-            })
+    pub(super) fn new(
+        spec: &LaunchSpec,
+        fds: Vec<OwnedFd>,
+        report: File,
+        sandboxed: Option<Sandboxed>,
+    ) -> io::Result<Self> {
+        // A sandbox's processes share one host user: RLIMIT_NPROC would count
+        // every session's together. The session's cgroup limits them instead.
+        let nproc = if sandboxed.is_some() {
+            0
         } else {
-            None
+            spec.limits.processes
+        };
+        let (program, args, entry) = match sandboxed {
+            Some(s) => (s.program, s.argv, Some(s.entry)),
+            None => (spec.program.clone(), spec.args.clone(), None),
         };
         let limits = &spec.limits;
         let limits = [
             (libc::RLIMIT_CPU, limits.cpu_seconds),
             (libc::RLIMIT_AS, limits.address_space_bytes),
-            (libc::RLIMIT_NPROC, limits.processes),
+            (libc::RLIMIT_NPROC, nproc),
             (libc::RLIMIT_FSIZE, limits.file_size_bytes),
         ]
         .into_iter()
-        .map(|(resource, value)| {
-            (
-                resource,
-                if value == 0 {
-                    libc::RLIM_INFINITY
-                } else {
-                    value
-                },
-            )
-        })
+        // 0: no limit of ours; the inherited one stays (raising it would need
+        // CAP_SYS_RESOURCE, which the server may not have).
+        .filter(|&(_, value)| value != 0)
         // No core files: they would land in the session's directory.
         .chain([(libc::RLIMIT_CORE, 0)])
         .collect();
         Ok(Self {
-            namespaces,
-            program: c_path(&spec.program)?,
-            argv: spec
-                .args
+            program: c_path(&program)?,
+            argv: args
                 .iter()
                 .map(|a| c_string(a.as_bytes()))
                 .collect::<io::Result<_>>()?,
@@ -194,7 +167,7 @@ impl ChildPlan {
                 .iter()
                 .map(|fd| high_fd(fd.as_fd()))
                 .collect::<io::Result<_>>()?,
-            mounts,
+            entry,
             limits,
             report: high_fd(report.as_fd())?,
         })
@@ -208,9 +181,6 @@ impl ChildPlan {
         // SAFETY: clone_args is plain data; zero is the default for every field.
         let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
         args.flags = libc::CLONE_PIDFD as u64;
-        if self.namespaces {
-            args.flags |= (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
-        }
         args.pidfd = &mut pidfd as *mut c_int as u64;
         args.exit_signal = libc::SIGCHLD as u64;
         // SAFETY: clone3 without CLONE_VM behaves like fork: the child gets a
@@ -253,11 +223,6 @@ impl ChildPlan {
         if libc::setsid() < 0 {
             fail(report, Step::Setsid);
         }
-        if let Some(mounts) = &self.mounts {
-            if let Err(step) = mounts.apply() {
-                fail(report, step);
-            }
-        }
         for &(resource, value) in &self.limits {
             let limit = libc::rlimit {
                 rlim_cur: value,
@@ -283,83 +248,32 @@ impl ChildPlan {
         if libc::chdir(self.cwd.as_ptr()) != 0 && libc::chdir(self.fallback_cwd.as_ptr()) != 0 {
             fail(report, Step::Chdir);
         }
+        if let Some(entry) = &self.entry {
+            if let Err((step, error)) = entry.enter() {
+                let step = match step {
+                    EntryStep::JoinCgroup => Step::JoinCgroup,
+                    EntryStep::DropIdentity => Step::DropIdentity,
+                    EntryStep::Prctl => Step::Prctl,
+                };
+                fail_with(report, step, error.raw_os_error().unwrap_or(0));
+            }
+        }
         libc::execve(self.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
         fail(report, Step::Exec)
     }
 }
 
-impl MountPlan {
-    /// Runs in the child, inside the new mount and PID namespaces.
-    unsafe fn apply(&self) -> Result<(), Step> {
-        let none = ptr::null::<c_char>();
-        // Nothing we mount may propagate back to the host.
-        if libc::mount(
-            none,
-            c"/".as_ptr(),
-            none,
-            libc::MS_REC | libc::MS_PRIVATE,
-            ptr::null(),
-        ) != 0
-        {
-            return Err(Step::PrivateMounts);
-        }
-        let source = libc::open(
-            self.session_dir.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        );
-        if source < 0 || libc::dup3(source, self.source_slot.as_raw_fd(), libc::O_CLOEXEC) < 0 {
-            return Err(Step::BindSession);
-        }
-        libc::close(source);
-        let cover_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        let cover_options = c"mode=0700,size=64k";
-        if libc::mount(
-            c"tmpfs".as_ptr(),
-            self.workspace_root.as_ptr(),
-            c"tmpfs".as_ptr(),
-            cover_flags,
-            cover_options.as_ptr().cast(),
-        ) != 0
-        {
-            return Err(Step::CoverRoot);
-        }
-        if libc::mkdir(self.mount_point.as_ptr(), 0o700) != 0 {
-            return Err(Step::MountPoint);
-        }
-        if libc::mount(
-            self.source_path.as_ptr(),
-            self.mount_point.as_ptr(),
-            none,
-            libc::MS_BIND | libc::MS_REC,
-            ptr::null(),
-        ) != 0
-        {
-            return Err(Step::BindSession);
-        }
-        // A /proc for the new PID namespace: only the session's processes.
-        if libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            ptr::null(),
-        ) != 0
-        {
-            return Err(Step::MountProc);
-        }
-        if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0 {
-            return Err(Step::DropCap);
-        }
-        Ok(())
-    }
+/// Writes `(step, errno)` to the report pipe and exits. Async-signal-safe.
+fn fail(report: RawFd, step: Step) -> ! {
+    // SAFETY: errno location is thread-local and always valid.
+    let errno = unsafe { *libc::__errno_location() };
+    fail_with(report, step, errno)
 }
 
 /// Writes `(step, errno)` to the report pipe and exits. Async-signal-safe.
-fn fail(report: RawFd, step: Step) -> ! {
-    // SAFETY: errno location is thread-local and always valid; write/_exit are
-    // async-signal-safe.
+fn fail_with(report: RawFd, step: Step, errno: i32) -> ! {
+    // SAFETY: write/_exit are async-signal-safe.
     unsafe {
-        let errno = *libc::__errno_location();
         let mut message = [0u8; 8];
         message[..4].copy_from_slice(&(step as u32).to_ne_bytes());
         message[4..].copy_from_slice(&errno.to_ne_bytes());

@@ -1,0 +1,199 @@
+//! Starting a session's shell, sandboxed or not, and owning it afterwards.
+//!
+//! With a sandbox (the default) the process started is bubblewrap, which
+//! builds the sandbox and runs the shell in it as PID 1 of the session's PID
+//! namespace (see the `agentflow-sandbox` crate for what is isolated). Before
+//! `execve` the child joins the session's cgroup and switches to the
+//! sandbox's host user (`sandbox::Entry`).
+//!
+//! With `isolation = "none"` the shell runs directly and only leads a new
+//! process session; see [`crate::processes`] for what that can and cannot
+//! clean up.
+//!
+//! In both cases the process gets `PR_SET_PDEATHSIG(SIGKILL)` (see
+//! [`crate::spawner`]; bubblewrap's `--die-with-parent` passes it on to the
+//! shell), the configured rlimits, default signal dispositions, and exactly
+//! the file descriptors it is given.
+//!
+//! Between `clone3` and `execve` the child is a copy of a multi-threaded
+//! process, so it may only make async-signal-safe calls: everything it needs
+//! (C strings, pointer arrays, descriptors) is prepared before the clone, and
+//! a failure is reported to the parent as `(step, errno)` through a
+//! close-on-exec pipe that reads empty once `execve` succeeded.
+
+mod child;
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sandbox::{Jail, SandboxedCommand, SessionSandbox};
+
+use crate::config::ResourceLimits;
+use crate::process::{pipe, Process};
+use crate::spawner::{Spawner, SpawnerGone};
+
+use child::{ChildPlan, Sandboxed, Step};
+
+/// The PATH of sandboxed shells (the host's PATH may name directories the
+/// sandbox does not have, or say things about the host).
+pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The descriptor number bubblewrap reads the seccomp filter from.
+const SECCOMP_FD: i32 = 4;
+
+/// What to start, where, and how confined.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// The session's sandbox (`None`: `isolation = "none"`).
+    pub sandbox: Option<Arc<SessionSandbox>>,
+    /// Absolute path of the program.
+    pub program: PathBuf,
+    /// `argv`, including `argv[0]`.
+    pub args: Vec<String>,
+    /// The complete environment.
+    pub env: Vec<(String, String)>,
+    /// Starting directory (the session directory is used if it is gone).
+    pub cwd: PathBuf,
+    /// The session's directory (its workspace; the only one a sandbox shows).
+    pub session_dir: PathBuf,
+    /// Resource limits.
+    pub limits: ResourceLimits,
+}
+
+/// Why a process could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// Preparing descriptors or strings failed in the plugin.
+    #[error("cannot prepare the shell's sandbox: {0}")]
+    Prepare(io::Error),
+    /// The sandbox's command could not be made.
+    #[error("cannot prepare the shell's sandbox: {0}")]
+    Sandbox(#[from] sandbox::SandboxError),
+    /// The kernel refused to create the process.
+    #[error("cannot create the shell process (clone3): {0}")]
+    Clone(io::Error),
+    /// The child failed at one step before running the program.
+    #[error("starting the shell failed while {step}: {error}")]
+    Child {
+        step: &'static str,
+        error: io::Error,
+    },
+    /// The spawner thread is gone.
+    #[error(transparent)]
+    SpawnerGone(#[from] SpawnerGone),
+}
+
+/// Starts `spec` with `fds[i]` as its descriptor `i`; all other descriptors
+/// are closed in the child. The fork itself happens on `spawner`'s thread.
+pub fn launch(
+    spawner: &Spawner,
+    spec: &LaunchSpec,
+    fds: Vec<OwnedFd>,
+) -> Result<Process, LaunchError> {
+    let (report_reader, report_writer) = pipe().map_err(LaunchError::Prepare)?;
+    let mut fds = fds;
+    let sandboxed = match &spec.sandbox {
+        Some(sandbox) => {
+            let jail = Jail {
+                argv: sandbox_argv(&spec.program, &spec.args),
+                workspace: spec.session_dir.clone(),
+                cwd: spec.cwd.clone(),
+                binds: Vec::new(),
+                as_pid_1: true,
+            };
+            let SandboxedCommand {
+                program,
+                argv,
+                seccomp,
+                entry,
+            } = sandbox.command(&jail, SECCOMP_FD)?;
+            // fds[i] becomes descriptor i: the filter must be at SECCOMP_FD.
+            if fds.len() != SECCOMP_FD as usize {
+                return Err(LaunchError::Prepare(io::Error::other(
+                    "the shell's descriptors do not leave room for the seccomp filter",
+                )));
+            }
+            fds.push(seccomp);
+            Some(Sandboxed {
+                program,
+                argv,
+                entry,
+            })
+        }
+        None => None,
+    };
+    let plan = ChildPlan::new(spec, fds, report_writer, sandboxed).map_err(LaunchError::Prepare)?;
+    // The plan (with the child's ends of every pipe) is dropped on the spawner
+    // thread right after the clone, so only the child keeps those ends.
+    let (pid, pidfd) = spawner
+        .run(move || plan.clone_child())?
+        .map_err(LaunchError::Clone)?;
+    let mut process = Process::from_pidfd(pid, pidfd);
+    match read_report(report_reader) {
+        Ok(None) => Ok(process),
+        Ok(Some((step, errno))) => {
+            let _ = process.wait();
+            Err(LaunchError::Child {
+                step: Step::describe(step),
+                error: io::Error::from_raw_os_error(errno),
+            })
+        }
+        Err(e) => {
+            process.kill();
+            let _ = process.wait();
+            Err(LaunchError::Prepare(e))
+        }
+    }
+}
+
+/// The shell's `argv` inside the sandbox: as given (`bash`, found on the
+/// sandbox's PATH, so messages read `bash: ...`) when that finds the same
+/// program, else with the program's path first.
+fn sandbox_argv(program: &Path, args: &[String]) -> Vec<String> {
+    let by_name = args
+        .first()
+        .filter(|name| {
+            std::env::split_paths(SANDBOX_PATH)
+                .map(|dir| dir.join(name.as_str()))
+                .find(|p| p.exists())
+                .and_then(|p| p.canonicalize().ok())
+                == program.canonicalize().ok()
+        })
+        .is_some();
+    let mut argv = args.to_vec();
+    if !by_name {
+        match argv.first_mut() {
+            Some(first) => *first = program.to_string_lossy().into_owned(),
+            None => argv.push(program.to_string_lossy().into_owned()),
+        }
+    }
+    argv
+}
+
+/// Reads the child's failure report: `None` when `execve` succeeded.
+fn read_report(mut reader: File) -> io::Result<Option<(u32, i32)>> {
+    let mut report = [0u8; 8];
+    let mut got = 0;
+    while got < report.len() {
+        match reader.read(&mut report[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match got {
+        0 => Ok(None),
+        8 => Ok(Some((
+            u32::from_ne_bytes([report[0], report[1], report[2], report[3]]),
+            i32::from_ne_bytes([report[4], report[5], report[6], report[7]]),
+        ))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "short report from the shell's child process",
+        )),
+    }
+}

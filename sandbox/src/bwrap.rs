@@ -1,0 +1,178 @@
+//! The bubblewrap command line for one sandboxed program.
+//!
+//! What the program sees:
+//! * `/usr`, `/etc`, `/opt` and the `/bin`, `/lib*`, `/sbin` links of the host,
+//!   read-only; nothing else of the host's filesystem (no `/root`, `/home`,
+//!   `/var`, `/srv`, `/mnt`, `/media`, `/run`, `/sys`, no server directories);
+//! * its own `/proc` (its PID namespace), a minimal `/dev` (null, zero, full,
+//!   random, urandom, tty, pts/ptmx, shm: no `/dev/kvm`, no disks), its own
+//!   `/tmp` and `/var/tmp` (tmpfs, counted against its memory limit);
+//! * its workspace, read-write at the same path as on the host, and whatever
+//!   else the plugin binds (the vm plugin: the X socket and cookie);
+//! * root of a user namespace of its own with no capabilities, mapped to an
+//!   unprivileged host uid; no further user namespaces (`--disable-userns`);
+//! * its own PID, IPC, UTS and cgroup namespaces, and unless `network =
+//!   "host"`, a network namespace with only a loopback interface.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Network;
+
+/// The host's system directories, as the sandbox's read-only base.
+#[derive(Debug, Clone)]
+pub(crate) struct Base {
+    /// `(path, Some(link target))` for symlinks, `(path, None)` for directories.
+    entries: Vec<(PathBuf, Option<PathBuf>)>,
+}
+
+impl Base {
+    /// Looks at the host: merged-`/usr` systems have `/bin` etc. as symlinks.
+    pub(crate) fn host() -> Self {
+        let names = [
+            "usr", "etc", "opt", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
+        ];
+        let entries = names
+            .iter()
+            .filter_map(|name| {
+                let path = Path::new("/").join(name);
+                let meta = path.symlink_metadata().ok()?;
+                if meta.file_type().is_symlink() {
+                    Some((path.clone(), Some(path.read_link().ok()?)))
+                } else if meta.is_dir() {
+                    Some((path, None))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        Self { entries }
+    }
+}
+
+/// A host path made visible inside at the same path.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    /// The path, outside and inside.
+    pub path: PathBuf,
+    /// Writable (else read-only).
+    pub writable: bool,
+}
+
+/// What one sandboxed program needs.
+#[derive(Debug, Clone)]
+pub struct Jail {
+    /// `argv` of the program; `argv[0]` is its path (looked up on `PATH` inside).
+    pub argv: Vec<String>,
+    /// The session's workspace, writable, at the same path inside.
+    pub workspace: PathBuf,
+    /// Starting directory inside.
+    pub cwd: PathBuf,
+    /// More host paths to show (sockets or files too).
+    pub binds: Vec<Bind>,
+    /// Run the program as PID 1 of its namespace (no bubblewrap reaper); it
+    /// must then reap orphans itself (bash does).
+    pub as_pid_1: bool,
+}
+
+/// Bubblewrap's arguments (without `argv[0]`) for `jail`.
+pub(crate) fn arguments(
+    base: &Base,
+    jail: &Jail,
+    network: Network,
+    tmp_bytes: u64,
+    seccomp_fd: i32,
+) -> Result<Vec<String>, String> {
+    let mut args: Vec<String> = Vec::with_capacity(64);
+    let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+    push(&[
+        "--die-with-parent",
+        "--new-session",
+        "--unshare-user",
+        "--uid",
+        "0",
+        "--gid",
+        "0",
+        "--disable-userns",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        "sandbox",
+        "--unshare-cgroup",
+        "--cap-drop",
+        "ALL",
+    ]);
+    if network == Network::None {
+        push(&["--unshare-net"]);
+    }
+    if jail.as_pid_1 {
+        push(&["--as-pid-1"]);
+    }
+    push(&["--seccomp", &seccomp_fd.to_string()]);
+    for (path, link) in &base.entries {
+        let path = text(path)?;
+        match link {
+            Some(target) => push(&["--symlink", text(target)?, path]),
+            None => push(&["--ro-bind", path, path]),
+        }
+    }
+    let tmp_size = tmp_bytes.to_string();
+    push(&["--proc", "/proc", "--dev", "/dev"]);
+    push(&["--size", &tmp_size, "--tmpfs", "/tmp"]);
+    push(&["--size", &tmp_size, "--tmpfs", "/var/tmp"]);
+    push(&["--dir", "/run", "--dir", "/root"]);
+    let workspace = text(&jail.workspace)?;
+    push(&["--bind", workspace, workspace]);
+    for bind in &jail.binds {
+        let path = text(&bind.path)?;
+        let kind = if bind.writable { "--bind" } else { "--ro-bind" };
+        push(&[kind, path, path]);
+    }
+    push(&["--chdir", text(&jail.cwd)?, "--"]);
+    for arg in &jail.argv {
+        push(&[arg]);
+    }
+    Ok(args)
+}
+
+fn text(path: &Path) -> Result<&str, String> {
+    path.to_str()
+        .ok_or_else(|| format!("path {} is not UTF-8", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jail() -> Jail {
+        Jail {
+            argv: vec!["/bin/sh".into(), "-c".into(), "true".into()],
+            workspace: "/tmp/ws/s1".into(),
+            cwd: "/tmp/ws/s1".into(),
+            binds: vec![],
+            as_pid_1: false,
+        }
+    }
+
+    #[test]
+    fn the_network_is_unshared_unless_host() {
+        let base = Base::host();
+        let args = arguments(&base, &jail(), Network::None, 1 << 20, 4).unwrap();
+        assert!(args.iter().any(|a| a == "--unshare-net"));
+        let args = arguments(&base, &jail(), Network::Host, 1 << 20, 4).unwrap();
+        assert!(!args.iter().any(|a| a == "--unshare-net"));
+    }
+
+    #[test]
+    fn the_program_comes_last_after_the_workspace_bind() {
+        let args = arguments(&Base::host(), &jail(), Network::None, 1 << 20, 4).unwrap();
+        let dash = args.iter().position(|a| a == "--").unwrap();
+        assert_eq!(&args[dash + 1..], ["/bin/sh", "-c", "true"]);
+        let bind = args.iter().position(|a| a == "--bind").unwrap();
+        let tmp = args.iter().position(|a| a == "/tmp").unwrap();
+        assert!(
+            tmp < bind,
+            "the workspace is bound over the new /tmp, not under it"
+        );
+    }
+}
