@@ -95,6 +95,9 @@ pub struct Limits {
     pub cpus: f64,
     /// Size of the session's `/tmp` (a tmpfs, also counted as memory), bytes.
     pub tmp_bytes: u64,
+    /// Size of the session's workspace (a disk of its own), bytes; 0: the
+    /// workspace is a plain directory on the host's disk, without a limit.
+    pub disk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -104,6 +107,7 @@ impl Default for Limits {
             processes: 512,
             cpus: 1.0,
             tmp_bytes: GIB,
+            disk_bytes: 10 * GIB,
         }
     }
 }
@@ -129,6 +133,12 @@ impl Limits {
                 self.cpus
             ));
         }
+        if self.disk_bytes != 0 && self.disk_bytes < 16 * MIB {
+            return Err(format!(
+                "limits.disk_bytes: must be 0 (no limit) or at least 16 MiB, got {}",
+                self.disk_bytes
+            ));
+        }
         if self.tmp_bytes < MIB {
             return Err(format!(
                 "limits.tmp_bytes: must be at least 1 MiB, got {}",
@@ -145,7 +155,10 @@ impl Limits {
             return Ok(*self);
         }
         let wanted: Limits = serde_json::from_value(client.clone()).map_err(|e| {
-            format!("session config limits: {e} (fields: memory_bytes, processes, cpus, tmp_bytes)")
+            format!(
+                "session config limits: {e} (fields: memory_bytes, processes, cpus, tmp_bytes, \
+                 disk_bytes)"
+            )
         })?;
         // Only the fields the client named count; absent ones took defaults.
         let named = |field: &str| client.get(field).is_some();
@@ -191,6 +204,18 @@ impl Limits {
                 );
             }
             limits.tmp_bytes = wanted.tmp_bytes;
+        }
+        if named("disk_bytes") {
+            // 0 is "no limit": the most of all.
+            let most = |v: u64| if v == 0 { u64::MAX } else { v };
+            if most(wanted.disk_bytes) > most(self.disk_bytes) {
+                return too_high(
+                    "disk_bytes",
+                    wanted.disk_bytes.to_string(),
+                    self.disk_bytes.to_string(),
+                );
+            }
+            limits.disk_bytes = wanted.disk_bytes;
         }
         limits.check().map_err(|e| format!("session config {e}"))?;
         Ok(limits)

@@ -26,9 +26,10 @@
 //! * The kernel is shared (as with every container): a kernel exploit escapes.
 //! * The host's `/usr`, `/etc` and `/opt` are readable (not writable): world-
 //!   readable secrets there are visible.
-//! * The workspace is on the host's disk; its size is limited per file
-//!   (`RLIMIT_FSIZE`), not per session. `/tmp` is a tmpfs limited in size and
-//!   counted as the session's memory.
+//! * Writes outside the workspace, `/tmp` and `/var/tmp` are refused (the
+//!   system directories are read-only), not kept in a per-session layer.
+//! * The workspace is a disk of its own (`disk.rs`) of `limits.disk_bytes`;
+//!   `/tmp` is a tmpfs limited in size and counted as the session's memory.
 //! * With `network = "host"`, the host's network and every port on it,
 //!   the server's included.
 //!
@@ -36,13 +37,15 @@
 //!
 //! `bwrap` 0.8+ (`scripts/setup.sh` installs it), unprivileged user namespaces
 //! (`user.max_user_namespaces` > 0; on Debian also
-//! `kernel.unprivileged_userns_clone = 1`), and cgroups with the memory, pids
-//! and cpu controllers that the server may create groups in (see `cgroup.rs`).
+//! `kernel.unprivileged_userns_clone = 1`), cgroups with the memory, pids
+//! and cpu controllers that the server may create groups in (see `cgroup.rs`),
+//! and for workspace disks loop devices, `mkfs.ext4` and `mount` (`disk.rs`).
 //! When any is missing, [`Sandbox::prepare`] fails with one line naming it.
 
 mod bwrap;
 pub mod cgroup;
 mod config;
+pub mod disk;
 mod enter;
 pub mod seccomp;
 
@@ -59,6 +62,7 @@ use serde::Serialize;
 pub use crate::bwrap::{Bind, Jail};
 use crate::cgroup::{Cgroups, SessionCgroup};
 pub use crate::config::{Isolation, Limits, Network, SandboxConfig};
+pub use crate::disk::{Disks, SessionDisk};
 pub use crate::enter::{Entry, EntryStep};
 
 /// Why a sandbox cannot be prepared or started.
@@ -209,9 +213,13 @@ impl Sandbox {
             host_gid: Some(gid),
             cgroup: Some(self.inner.cgroups.version().name()),
             limits: Some(self.inner.config.limits),
-            warning: (self.inner.config.network == Network::Host).then_some(
-                "sandbox.network = \"host\": sessions reach the host's network and the server's port",
-            ),
+            warning: if self.inner.config.network == Network::Host {
+                Some("sandbox.network = \"host\": sessions reach the host's network and the server's port")
+            } else if self.inner.config.limits.disk_bytes == 0 {
+                Some("sandbox.limits.disk_bytes = 0: workspaces can fill the host's disk")
+            } else {
+                None
+            },
         }
     }
 

@@ -276,8 +276,21 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// Stops the server as an operator would (SIGTERM), so that it ends its
+    /// sessions and plugins (unmounting session disks); SIGKILL if it hangs.
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let end = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

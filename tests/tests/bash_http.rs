@@ -138,8 +138,25 @@ fn nothing_survives_the_host_being_killed_and_a_restart_removes_its_directories(
         &marker
     )
     .is_empty()));
-    let old_dirs = std::fs::read_dir(root.path()).unwrap().count();
-    assert_eq!(old_dirs, 1, "one session directory");
+    let session_dirs = || -> Vec<_> {
+        std::fs::read_dir(root.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            // `.disks` holds the images of the sessions' disks.
+            .filter(|name| !name.to_string_lossy().starts_with('.'))
+            .collect()
+    };
+    assert_eq!(session_dirs().len(), 1, "one session directory");
+    let mounted = || {
+        let root = root.path().to_string_lossy().into_owned();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(root.as_str()))
+            .count()
+    };
+    assert!(mounted() > 0, "the session's disk is mounted");
     s.signal("KILL");
     assert_eq!(
         s.wait_exit(Duration::from_secs(10)),
@@ -156,15 +173,13 @@ fn nothing_survives_the_host_being_killed_and_a_restart_removes_its_directories(
     let s = bash_server_at(root.path());
     let (code, body) = s.post("/warmup", json!({"backends": ["bash"]}));
     assert_eq!(code, 200, "{body}");
-    let left: Vec<_> = std::fs::read_dir(root.path())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    let left = session_dirs();
     assert!(
         left.is_empty(),
         "stale session directories survived the restart: {left:?}"
     );
+    drop(s);
+    assert_eq!(mounted(), 0, "the dead host's disks are unmounted");
 }
 
 #[test]

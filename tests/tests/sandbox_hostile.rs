@@ -290,6 +290,37 @@ fn memory_and_tmp_hogs_are_stopped_inside_the_session() {
 }
 
 #[test]
+fn filling_the_workspace_stops_at_its_disk_limit() {
+    let f = fixture();
+    f.create("w", json!({"limits": {"disk_bytes": 32u64 << 20}}));
+    let (out, _) = f.run(
+        "w",
+        "dd if=/dev/urandom of=big bs=1M count=64 2>&1 | grep -c 'No space left'; df -k . | tail -1",
+    );
+    assert!(out.starts_with("1\n"), "ENOSPC inside the session: {out}");
+    let size_kib: u64 = out.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(
+        size_kib <= 32 * 1024,
+        "the workspace is a 32 MiB disk: {out}"
+    );
+    // The plugin's own file tool meets the same limit.
+    let (code, body) = f.server.execute(
+        "w",
+        "bash:write_file",
+        json!({"path": "more.txt", "content": "x".repeat(1 << 20)}),
+    );
+    assert_ne!(code, 200, "{body}");
+    assert!(
+        body["message"].as_str().unwrap_or("").contains("No space"),
+        "{body}"
+    );
+    // Freeing space makes it usable again.
+    let (out, rc) = f.run("w", "rm big && echo ok > small && cat small");
+    assert_eq!((out.as_str(), rc), ("ok\n", 0));
+    f.still_standing();
+}
+
+#[test]
 fn client_limits_may_only_tighten() {
     let f = fixture();
     let (code, body) = f.server.post(

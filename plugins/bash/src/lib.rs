@@ -46,8 +46,9 @@
 //! * its own network namespace with only a loopback interface (the server's
 //!   port is unreachable) unless the operator sets `network = "host"`;
 //! * a cgroup per session limiting memory (its tmpfs included), processes
-//!   and CPU (`sandbox.limits`; a client may tighten them with `limits` in its
-//!   session config, never loosen them);
+//!   and CPU, and the session's directory on a disk of its own
+//!   (`sandbox.limits`, `disk_bytes`; a client may tighten them with `limits`
+//!   in its session config, never loosen them);
 //! * the shell is PID 1 of its PID namespace: no process of the session
 //!   survives it, at cleanup, at host shutdown, and when the host is SIGKILLed
 //!   (the shell's parent, bubblewrap, gets `PR_SET_PDEATHSIG(SIGKILL)` from a
@@ -59,8 +60,8 @@
 //! `read_file` and `write_file` act as the sandbox's user (`setfsuid`), so
 //! they reach exactly what the shell reaches in its directory, and the files
 //! they write belong to the session. What is *not* isolated is listed in the
-//! sandbox crate's docs (shared kernel, readable `/usr` and `/etc`, the
-//! workspace's size limited per file only).
+//! sandbox crate's docs (shared kernel, readable `/usr` and `/etc`, no
+//! writable layer over the system directories).
 //!
 //! When the sandbox cannot be built (bubblewrap missing, no user namespaces,
 //! no cgroup controllers), warmup fails with one line saying what is missing.
@@ -117,7 +118,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use plugin_api::{export_plugin, Plugin, PluginError, PluginInfo, SessionModel, Tools};
-use sandbox::{Isolation, Sandbox, SandboxStatus};
+use sandbox::{Disks, Isolation, Sandbox, SandboxStatus};
 use serde_json::Value;
 
 pub use crate::config::{PluginConfig, ResourceLimits, SessionConfig};
@@ -140,6 +141,8 @@ pub(crate) struct Settings {
     pub(crate) shell: PathBuf,
     /// `None` with `isolation = "none"`.
     pub(crate) sandbox: Option<Sandbox>,
+    /// Workspace disks (`None` without a sandbox or with `disk_bytes = 0`).
+    pub(crate) disks: Option<Disks>,
     pub(crate) spawner: Arc<Spawner>,
 }
 
@@ -209,6 +212,22 @@ impl Plugin for BashPlugin {
                 root_path.display()
             ))
         })?;
+        let disk_bytes = config.sandbox.limits.disk_bytes;
+        let disks = match &sandbox {
+            Some(_) if disk_bytes > 0 => {
+                // SAFETY: getuid/getgid have no preconditions.
+                let owner = owner.unwrap_or_else(|| unsafe { (libc::getuid(), libc::getgid()) });
+                let dir = root.path().join(".disks");
+                let disks = Disks::prepare(&dir, disk_bytes, owner).map_err(|e| {
+                    PluginError::unavailable(format!(
+                        "{e} (workspaces are disks of their own; set \
+                         sandbox.limits.disk_bytes = 0 to keep them on the host's disk, unlimited)"
+                    ))
+                })?;
+                Some(disks)
+            }
+            _ => None,
+        };
         let spawner =
             Arc::new(Spawner::start().map_err(|e| {
                 PluginError::internal(format!("cannot start the spawner thread: {e}"))
@@ -218,6 +237,7 @@ impl Plugin for BashPlugin {
             root,
             shell,
             sandbox,
+            disks,
             spawner,
         };
         settings.probe()?;
@@ -291,12 +311,21 @@ impl Settings {
             }
             None => None,
         };
-        let dir = self.root.create_session_dir(session_id).map_err(|e| {
-            PluginError::unavailable(format!(
-                "cannot create a session directory in {}: {e}",
-                self.root.path().display()
-            ))
-        })?;
+        let disk = match (&self.disks, &sandbox) {
+            (Some(disks), Some(sandbox)) if sandbox.limits().disk_bytes > 0 => {
+                Some((disks, sandbox.limits().disk_bytes))
+            }
+            _ => None,
+        };
+        let dir = self
+            .root
+            .create_session_dir(session_id, disk)
+            .map_err(|e| {
+                PluginError::unavailable(format!(
+                    "cannot create a session directory in {}: {e}",
+                    self.root.path().display()
+                ))
+            })?;
         let cwd = match &config.cwd {
             None => dir.path().to_path_buf(),
             Some(cwd) => match dir.create_dir(cwd) {

@@ -13,6 +13,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
+use sandbox::{Disks, SessionDisk};
 
 /// Why a client's path was not used.
 #[derive(Debug, thiserror::Error)]
@@ -116,9 +119,36 @@ impl WorkspaceRoot {
                 continue;
             };
             if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+                // A session disk of the dead host is still mounted there.
+                sandbox::disk::detach(&entry.path());
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
+    }
+
+    /// Mounts the session's disk on the new directory `path` (its root
+    /// belongs to the sandbox's user), or gives the directory to that user.
+    fn finish_session_dir(
+        &self,
+        path: &Path,
+        disk: Option<(&Disks, u64)>,
+    ) -> io::Result<SessionDir> {
+        let disk = match disk {
+            Some((disks, bytes)) => Some(disks.attach(path, bytes).map_err(io::Error::other)?),
+            None => None,
+        };
+        let owned = match self.owner {
+            Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
+            None => Ok(()),
+        };
+        owned.and_then(|()| fs::set_permissions(path, fs::Permissions::from_mode(0o700)))?;
+        let handle = File::open(path)?.into();
+        Ok(SessionDir {
+            path: path.to_path_buf(),
+            handle,
+            owner: self.owner,
+            disk: Mutex::new(disk),
+        })
     }
 
     /// The canonical path of the root.
@@ -126,8 +156,13 @@ impl WorkspaceRoot {
         &self.path
     }
 
-    /// Creates a fresh directory (mode 0700) for a session, named after its id.
-    pub fn create_session_dir(&self, session_id: &str) -> io::Result<SessionDir> {
+    /// Creates a fresh directory (mode 0700) for a session, named after its
+    /// id, with a disk of `bytes` from `disks` mounted on it when given.
+    pub fn create_session_dir(
+        &self,
+        session_id: &str,
+        disk: Option<(&Disks, u64)>,
+    ) -> io::Result<SessionDir> {
         let base = dir_name_for(session_id);
         // A name can be taken by a live session of another host sharing the
         // root, or left over by a host that was killed: never reuse it.
@@ -140,13 +175,11 @@ impl WorkspaceRoot {
             let path = self.path.join(&name);
             match DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
-                    if let Some((uid, gid)) = self.owner {
-                        if let Err(e) = std::os::unix::fs::chown(&path, Some(uid), Some(gid)) {
-                            let _ = fs::remove_dir(&path);
-                            return Err(e);
-                        }
+                    let made = self.finish_session_dir(&path, disk);
+                    if made.is_err() {
+                        let _ = fs::remove_dir(&path);
                     }
-                    return SessionDir::open_path(path, self.owner);
+                    return made;
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
@@ -191,6 +224,8 @@ pub struct SessionDir {
     handle: OwnedFd,
     /// The sandbox's user: file tools act as it.
     owner: Option<(u32, u32)>,
+    /// The disk mounted on it (unmounted at removal).
+    disk: Mutex<Option<SessionDisk>>,
 }
 
 /// While alive, file system calls of this thread act as the sandbox's user
@@ -239,15 +274,6 @@ pub struct FileContent {
 }
 
 impl SessionDir {
-    fn open_path(path: PathBuf, owner: Option<(u32, u32)>) -> io::Result<Self> {
-        let handle = File::open(&path)?.into();
-        Ok(Self {
-            path,
-            handle,
-            owner,
-        })
-    }
-
     /// The directory's absolute path (the same inside the session's sandbox).
     pub fn path(&self) -> &Path {
         &self.path
@@ -304,8 +330,15 @@ impl SessionDir {
         })
     }
 
-    /// Deletes the directory and everything in it.
+    /// Deletes the directory and everything in it (a disk of its own is
+    /// unmounted and deleted whole).
     pub fn remove(&self) -> io::Result<()> {
+        drop(
+            self.disk
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
         match fs::remove_dir_all(&self.path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
@@ -479,8 +512,8 @@ mod tests {
     #[test]
     fn session_dir_names_are_sanitized_and_unique() {
         let root = temp_root("names");
-        let a = root.create_session_dir("w1/../x y").unwrap();
-        let b = root.create_session_dir("w1/../x y").unwrap();
+        let a = root.create_session_dir("w1/../x y", None).unwrap();
+        let b = root.create_session_dir("w1/../x y", None).unwrap();
         let expected = format!("{}-w1____x_y", std::process::id());
         assert_eq!(a.path().file_name().unwrap().to_str().unwrap(), expected);
         assert_ne!(a.path(), b.path());
@@ -506,7 +539,7 @@ mod tests {
     #[test]
     fn files_round_trip_and_escapes_are_refused() {
         let root = temp_root("paths");
-        let dir = root.create_session_dir("s").unwrap();
+        let dir = root.create_session_dir("s", None).unwrap();
         let written = dir.write_file("a/b/c.bin", &[0, 159, 255]).unwrap();
         assert_eq!(written, dir.path().join("a/b/c.bin"));
         let read = dir.read_file(written.to_str().unwrap(), 10).unwrap();

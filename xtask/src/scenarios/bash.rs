@@ -1,5 +1,6 @@
 //! bash: `bash:run "echo hi"` over HTTP against spawning `bash -c` per call,
-//! session create+destroy rate, and 100 concurrent sessions for a while.
+//! session create+destroy rate, and 100 concurrent sessions for a while, all
+//! sandboxed (the default), beside a server with `isolation = "none"`.
 
 use std::process::{Command, Stdio};
 
@@ -25,7 +26,8 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     let api = server.api();
     api.warmup(&["bash"]).await?;
     section.note(format!(
-        "Plugin defaults from `plugins.toml` (isolation `auto`). The baseline spawns \
+        "Plugin defaults (every session in a bubblewrap sandbox with its own cgroup); the \
+         `isolation = \"none\"` figures come from a second server in the same run. The baseline spawns \
          `bash -c \"echo hi\"` per call from the benchmark process and reads its output; \
          the two alternate in {} slices. \
          The {MANY_SESSIONS}-session run gives each client its own worker and session \
@@ -93,6 +95,38 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
         .vs("`bash -c` spawn p50", Fig::ms(s.latency_ms(0.5))),
     );
 
+    eprintln!("  session create, first bash:run, destroy (sandbox and isolation = none)");
+    let sandboxed = create_run_destroy(server.addr, cx).await?;
+    let unsandboxed = unsandboxed(cx, lib).await?;
+    let (sc, uc) = (sandboxed.kind("create"), unsandboxed.cycle.kind("create"));
+    let (sr, ur) = (sandboxed.kind("run"), unsandboxed.cycle.kind("run"));
+    for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
+        let create = Fig::ms(sc.latency_ms(q));
+        section.row(
+            Row::new(format!("sandboxed session create {name}"), create)
+                .vs("isolation none", Fig::ms(uc.latency_ms(q))),
+        );
+        section.row(
+            Row::new(format!("sandboxed session create {name}"), create)
+                .vs(&format!("`bash -c` spawn {name}"), Fig::ms(s.latency_ms(q))),
+        );
+        section.row(
+            Row::new(
+                format!("first `bash:run` after create {name}, sandboxed"),
+                Fig::ms(sr.latency_ms(q)),
+            )
+            .vs("isolation none", Fig::ms(ur.latency_ms(q))),
+        );
+        let u = unsandboxed.run.total();
+        section.row(
+            Row::new(
+                format!("`bash:run \"echo hi\"` c=1 {name}, sandboxed"),
+                Fig::ms(r.latency_ms(q)),
+            )
+            .vs("isolation none", Fig::ms(u.latency_ms(q))),
+        );
+    }
+
     eprintln!(
         "  {MANY_SESSIONS} sessions for {} s",
         cx.plan.endurance.as_secs()
@@ -140,12 +174,104 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     if m.errors() > 0 {
         eprintln!("  errors: {:?}", m.samples);
     }
+    if let Some(bytes) = idle_session_memory(server.pid) {
+        section.row(
+            Row::new(
+                "memory per idle sandboxed session (its cgroup's usage)",
+                Fig::mib(bytes / (1024.0 * 1024.0)),
+            )
+            .vs("memory limit", Fig::mib(2048.0)),
+        );
+    }
     parallel(MANY_SESSIONS, 8, move |w| async move {
         api.destroy_session(&many_worker(w), "bash").await
     })
     .await?;
     server.stop().await?;
     Ok(())
+}
+
+/// Create, first call, destroy, over and over, one client.
+async fn create_run_destroy(
+    addr: std::net::SocketAddr,
+    cx: &Ctx<'_>,
+) -> anyhow::Result<crate::stats::Outcome> {
+    let cycles = load::run(
+        addr,
+        cx.spec(1),
+        load::cycle(vec![create_req(), run_req(CYCLE_WORKER), destroy_req()]),
+    )
+    .await;
+    cycles.require_no_errors("bash create, run, destroy")?;
+    Ok(cycles)
+}
+
+/// What a server with `isolation = "none"` answers.
+struct Unsandboxed {
+    run: Outcome,
+    cycle: Outcome,
+}
+
+async fn unsandboxed(cx: &Ctx<'_>, lib: &std::path::Path) -> anyhow::Result<Unsandboxed> {
+    let server = Server::start(
+        &cx.artifacts.agentflow,
+        &ServerSpec::new()
+            .plugin("bash", lib)
+            .toml("[plugins.bash.config.sandbox]\nisolation = \"none\""),
+    )
+    .await?;
+    let api = server.api();
+    api.warmup(&["bash"]).await?;
+    let worker = "bench-bash-none";
+    api.create_session(worker, "bash", json!({})).await?;
+    let run = load::run(
+        server.addr,
+        cx.spec(1),
+        load::per_worker(vec![run_req(worker)]),
+    )
+    .await;
+    run.require_no_errors("bash:run with isolation none")?;
+    let cycle = create_run_destroy(server.addr, cx).await?;
+    server.stop().await?;
+    Ok(Unsandboxed { run, cycle })
+}
+
+/// Average memory charged to the bash session cgroups of server `pid`
+/// (cgroup v1 `memory.usage_in_bytes` or v2 `memory.current`).
+fn idle_session_memory(pid: u32) -> Option<f64> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let (dir, file) = own.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            Some((
+                std::path::Path::new("/sys/fs/cgroup/memory")
+                    .join(path)
+                    .join("agentflow"),
+                "memory.usage_in_bytes",
+            ))
+        } else if controllers.is_empty() {
+            let parent = std::path::Path::new(path).parent()?.to_path_buf();
+            Some((
+                std::path::Path::new("/sys/fs/cgroup")
+                    .join(parent)
+                    .join("agentflow"),
+                "memory.current",
+            ))
+        } else {
+            None
+        }
+    })?;
+    let prefix = format!("bash-{pid}-");
+    let usages: Vec<f64> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .filter_map(|e| std::fs::read_to_string(e.path().join(file)).ok())
+        .filter_map(|text| text.trim().parse::<f64>().ok())
+        .collect();
+    (!usages.is_empty()).then(|| usages.iter().sum::<f64>() / usages.len() as f64)
 }
 
 /// `bash:run` over HTTP and the `bash -c` baseline in alternating slices.

@@ -1,0 +1,311 @@
+//! A disk of its own for each session's workspace: an ext4 filesystem in a
+//! sparse image file, loop-mounted on the workspace directory. The kernel
+//! refuses writes past its size (`ENOSPC`), whatever writes them (the
+//! session's processes or the plugin's file tools), and the host's disk never
+//! fills up. Sparse: an image takes only the space its files use.
+//!
+//! Why not quotas: project quotas need `CONFIG_QUOTA`, which kernels of small
+//! VMs (this project's CI among them) lack; a loop device needs nothing but
+//! `mkfs.ext4` and `mount` (Debian's `e2fsprogs` and `mount`, always there).
+//!
+//! Making a filesystem takes tens of milliseconds, so a few are kept ready,
+//! mounted in a pool directory, and moved onto a new session's directory
+//! (`MS_MOVE`, microseconds); a background thread refills the pool. Images
+//! of servers that no longer run are unmounted and deleted at the next start.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// How many made filesystems wait for sessions.
+const POOL: usize = 2;
+
+/// Session disks of one size, made in one directory.
+#[derive(Debug)]
+pub struct Disks {
+    shared: Arc<Shared>,
+    refill: Mutex<Option<mpsc::Sender<()>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    bytes: u64,
+    owner: (u32, u32),
+    prefix: String,
+    next: AtomicU64,
+    ready: Mutex<Vec<Made>>,
+    /// Set when the `Disks` goes: the refill thread stops making more.
+    closed: AtomicBool,
+}
+
+/// A made, mounted filesystem.
+#[derive(Debug)]
+struct Made {
+    image: PathBuf,
+    mount: PathBuf,
+}
+
+/// Why a disk could not be made.
+#[derive(Debug, thiserror::Error)]
+#[error("session disk: {0}")]
+pub struct DiskError(String);
+
+impl Disks {
+    /// Makes (and keeps) one filesystem to check that loop devices, ext4 and
+    /// `mkfs.ext4` work here; `dir` holds the images (created, mode 0700).
+    pub fn prepare(dir: &Path, bytes: u64, owner: (u32, u32)) -> Result<Self, DiskError> {
+        fs::create_dir_all(dir)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            })
+            .map_err(|e| DiskError(format!("cannot create {}: {e}", dir.display())))?;
+        remove_stale(dir);
+        static INSTANCE: AtomicU64 = AtomicU64::new(0);
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            bytes,
+            owner,
+            prefix: format!(
+                "{}-{}-",
+                std::process::id(),
+                INSTANCE.fetch_add(1, Ordering::Relaxed)
+            ),
+            next: AtomicU64::new(0),
+            ready: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
+        let first = shared.make()?;
+        shared.lock().push(first);
+        let (refill, wake) = mpsc::channel::<()>();
+        let pool = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("agentflow-disks".into())
+            .spawn(move || {
+                // Ends when the Disks (the only sender) is dropped.
+                while wake.recv().is_ok() {
+                    while pool.lock().len() < POOL && !pool.closed.load(Ordering::Relaxed) {
+                        match pool.make() {
+                            Ok(made) => pool.lock().push(made),
+                            Err(_) => break, // the next attach makes its own and says why
+                        }
+                    }
+                }
+            })
+            .map_err(|e| DiskError(format!("cannot start the disk thread: {e}")))?;
+        let _ = refill.send(());
+        Ok(Self {
+            shared,
+            refill: Mutex::new(Some(refill)),
+            thread: Some(thread),
+        })
+    }
+
+    /// The size of each disk, bytes.
+    pub fn bytes(&self) -> u64 {
+        self.shared.bytes
+    }
+
+    /// Mounts a fresh disk on `target` (an empty directory). With `bytes`
+    /// other than the pool's size, a disk of that size is made for it.
+    pub fn attach(&self, target: &Path, bytes: u64) -> Result<SessionDisk, DiskError> {
+        let made = if bytes == self.shared.bytes {
+            self.shared.lock().pop()
+        } else {
+            None
+        };
+        if let Some(refill) = self.refill.lock().ok().as_ref().and_then(|r| r.as_ref()) {
+            let _ = refill.send(());
+        }
+        let made = match made {
+            Some(made) => made,
+            None => self.shared.make_sized(bytes)?,
+        };
+        if let Err(e) = move_mount(&made.mount, target) {
+            let message = format!(
+                "cannot move {} to {}: {e}",
+                made.mount.display(),
+                target.display()
+            );
+            drop(SessionDisk {
+                image: made.image,
+                mount: made.mount,
+            });
+            return Err(DiskError(message));
+        }
+        let _ = fs::remove_dir(&made.mount);
+        Ok(SessionDisk {
+            image: made.image,
+            mount: target.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for Disks {
+    /// Stops the refill thread (after the disk it may be making: a server
+    /// that exits right after must not leave it mounted), then unmounts the
+    /// pool.
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        if let Ok(mut refill) = self.refill.lock() {
+            refill.take();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        for made in self.shared.lock().drain(..) {
+            drop(SessionDisk {
+                image: made.image,
+                mount: made.mount,
+            });
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Made>> {
+        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn make(&self) -> Result<Made, DiskError> {
+        self.make_sized(self.bytes)
+    }
+
+    /// A sparse image with an ext4 filesystem whose root belongs to the
+    /// sandbox's user, mounted in the pool directory.
+    fn make_sized(&self, bytes: u64) -> Result<Made, DiskError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let image = self.dir.join(format!("{}{n}.img", self.prefix));
+        let mount = self.dir.join(format!("{}{n}.mnt", self.prefix));
+        let cleanup = |e: DiskError| {
+            let _ = fs::remove_file(&image);
+            let _ = fs::remove_dir(&mount);
+            e
+        };
+        fs::File::create(&image)
+            .and_then(|f| f.set_len(bytes))
+            .map_err(|e| DiskError(format!("cannot create {}: {e}", image.display())))?;
+        let (uid, gid) = self.owner;
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0", "-O", "^has_journal", "-E"])
+            .arg(format!(
+                "root_owner={uid}:{gid},lazy_itable_init=1,nodiscard"
+            ))
+            .arg(&image))
+        .map_err(cleanup)?;
+        fs::create_dir(&mount)
+            .map_err(|e| cleanup(DiskError(format!("cannot create {}: {e}", mount.display()))))?;
+        run(Command::new("mount")
+            .args(["-o", "loop,nosuid,nodev"])
+            .arg(&image)
+            .arg(&mount))
+        .map_err(cleanup)?;
+        // Not part of anyone's workspace.
+        let _ = fs::remove_dir(mount.join("lost+found"));
+        Ok(Made { image, mount })
+    }
+}
+
+/// A session's mounted disk: unmounted and deleted on drop.
+#[derive(Debug)]
+pub struct SessionDisk {
+    image: PathBuf,
+    mount: PathBuf,
+}
+
+impl SessionDisk {
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.mount
+    }
+}
+
+impl Drop for SessionDisk {
+    fn drop(&mut self) {
+        // Lazily: the kernel finishes once the last user is gone, and frees
+        // the loop device (mount(8) set it to clear itself).
+        detach(&self.mount);
+        let _ = fs::remove_file(&self.image);
+    }
+}
+
+/// Unmounts `path` lazily (nothing if it is not a mount point).
+pub fn detach(path: &Path) {
+    if let Ok(path) = CString::new(path.as_os_str().as_bytes()) {
+        // SAFETY: umount2 with a valid C string.
+        unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+fn move_mount(from: &Path, to: &Path) -> io::Result<()> {
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: mount(2) with valid C strings; MS_MOVE ignores type and data.
+    let rc = unsafe {
+        libc::mount(
+            from.as_ptr(),
+            to.as_ptr(),
+            std::ptr::null(),
+            libc::MS_MOVE,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn run(command: &mut Command) -> Result<(), DiskError> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| DiskError(format!("cannot run {program}: {e}")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(DiskError(format!(
+        "{program} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    )))
+}
+
+/// Unmounts and deletes the pool mounts and images of servers that no longer run.
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let path = entry.path();
+        detach(&path);
+        let _ = fs::remove_dir(&path);
+        let _ = fs::remove_file(&path);
+    }
+}
