@@ -72,6 +72,11 @@ pub struct Jail {
     /// Run the program as PID 1 of its namespace (no bubblewrap reaper); it
     /// must then reap orphans itself (bash does).
     pub as_pid_1: bool,
+    /// The uid and gid the program has inside: 0 makes it root of its user
+    /// namespace (without capabilities); programs that misbehave as a root
+    /// without `setgroups` (xterm) want another, e.g. 65534. The host side
+    /// is the sandbox's user either way.
+    pub inside_id: u32,
 }
 
 /// Bubblewrap's arguments (without `argv[0]`) for `jail`.
@@ -84,14 +89,15 @@ pub(crate) fn arguments(
 ) -> Result<Vec<String>, String> {
     let mut args: Vec<String> = Vec::with_capacity(64);
     let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+    let inside = jail.inside_id.to_string();
     push(&[
         "--die-with-parent",
         "--new-session",
         "--unshare-user",
         "--uid",
-        "0",
+        &inside,
         "--gid",
-        "0",
+        &inside,
         "--disable-userns",
         "--unshare-pid",
         "--unshare-ipc",
@@ -151,6 +157,7 @@ mod tests {
             cwd: "/tmp/ws/s1".into(),
             binds: vec![],
             as_pid_1: false,
+            inside_id: 0,
         }
     }
 

@@ -245,6 +245,7 @@ impl Sandbox {
             cwd: PathBuf::from("/"),
             binds: Vec::new(),
             as_pid_1: false,
+            inside_id: 0,
         };
         let command = session.command(&jail, 3)?;
         let output = command

@@ -103,6 +103,7 @@ pub fn launch(
                 cwd: spec.cwd.clone(),
                 binds: Vec::new(),
                 as_pid_1: true,
+                inside_id: 0,
             };
             let SandboxedCommand {
                 program,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sandbox::SandboxConfig;
 use serde_json::{Map, Value};
 
 use crate::error::{VmError, VmResult};
@@ -26,11 +27,16 @@ pub struct PluginConfig {
     /// Key `run_dir`; default `<tmp>/agentflow-vm`.
     pub run_dir: PathBuf,
     /// Whether to put each session in its own PID namespace when the kernel
-    /// allows it (then nothing a session started can outlive it). Key `pid_namespace`.
+    /// allows it (then nothing a session started can outlive it). Key
+    /// `pid_namespace`. Only without a sandbox: sandboxed programs each have a
+    /// PID namespace of their own, and the session's cgroup.
     pub pid_namespace: bool,
     /// PNG compression of screenshots. Key `png_compression`: `fast` (default,
     /// a few ms a screen) or `small` (about 3x smaller files, about 50 ms a screen).
     pub png_small: bool,
+    /// The sandbox the session's programs run in (Xvfb runs outside it).
+    /// Table `sandbox` (`[plugins.vm.config.sandbox]`), see `agentflow-sandbox`.
+    pub sandbox: SandboxConfig,
 }
 
 impl Default for PluginConfig {
@@ -42,6 +48,7 @@ impl Default for PluginConfig {
             run_dir: std::env::temp_dir().join("agentflow-vm"),
             pid_namespace: true,
             png_small: false,
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -77,6 +84,10 @@ impl PluginConfig {
                 )))
             }
         }
+        if let Some(v) = obj.get("sandbox").filter(|v| !v.is_null()) {
+            c.sandbox = serde_json::from_value(v.clone())
+                .map_err(|e| VmError::invalid(format!("sandbox: {e}")))?;
+        }
         Ok(c)
     }
 }
@@ -90,10 +101,16 @@ pub struct SessionConfig {
     pub window_manager: Option<String>,
     /// Command lines (run with `sh -c`) started on the display. Key `programs`.
     pub programs: Vec<String>,
-    /// Working directory of the programs; default the session's own directory. Key `cwd`.
+    /// Working directory of the programs; default the session's own directory.
+    /// Key `cwd`: a relative path is taken inside the session's directory (and
+    /// created); an absolute path must lie inside it when programs are
+    /// sandboxed (see `VmSession::create`).
     pub cwd: Option<PathBuf>,
     /// Extra environment variables for the programs. Key `env`.
     pub env: BTreeMap<String, String>,
+    /// The client's sandbox limits, which may only tighten the operator's
+    /// `sandbox.limits` (null: the operator's). Key `limits`.
+    pub limits: Value,
 }
 
 impl Default for SessionConfig {
@@ -104,6 +121,7 @@ impl Default for SessionConfig {
             programs: Vec::new(),
             cwd: None,
             env: BTreeMap::new(),
+            limits: Value::Null,
         }
     }
 }
@@ -127,6 +145,15 @@ impl SessionConfig {
             .map(PathBuf::from);
         if let Some(v) = obj.get("env").filter(|v| !v.is_null()) {
             c.env = env(v)?;
+        }
+        match obj.get("limits") {
+            None | Some(Value::Null) => {}
+            Some(v @ Value::Object(_)) => c.limits = v.clone(),
+            Some(other) => {
+                return Err(VmError::invalid(format!(
+                "limits must be an object (memory_bytes, processes, cpus, tmp_bytes), got {other}"
+            )))
+            }
         }
         Ok(c)
     }
@@ -289,5 +316,26 @@ mod tests {
         assert_eq!(c.x_timeout, Duration::from_millis(2500));
         assert_eq!(c.xvfb, "/opt/Xvfb");
         assert!(PluginConfig::parse(&json!({"x_timeout_secs": -1})).is_err());
+    }
+
+    #[test]
+    fn the_sandbox_table_is_parsed_and_its_errors_named() {
+        let c = PluginConfig::parse(&json!({})).unwrap();
+        assert_eq!(c.sandbox.isolation, sandbox::Isolation::Bubblewrap);
+        let c = PluginConfig::parse(&json!({"sandbox": {"isolation": "none"}})).unwrap();
+        assert_eq!(c.sandbox.isolation, sandbox::Isolation::None);
+        let e = PluginConfig::parse(&json!({"sandbox": {"netwrk": "host"}})).unwrap_err();
+        assert!(
+            e.to_string().contains("sandbox") && e.to_string().contains("netwrk"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn session_limits_must_be_an_object() {
+        let c = SessionConfig::parse(&json!({"limits": {"processes": 64}})).unwrap();
+        assert_eq!(c.limits, json!({"processes": 64}));
+        let e = SessionConfig::parse(&json!({"limits": 5})).unwrap_err();
+        assert!(e.to_string().contains("limits"), "{e}");
     }
 }

@@ -3,9 +3,48 @@
 //! XTest, captured as PNG with the pointer drawn in, and described as an XML
 //! window tree.
 //!
+//! # Sandbox
+//!
+//! Every program a session starts (the window manager and each `programs`
+//! command line) runs in a bubblewrap sandbox of its session, built by the
+//! `agentflow-sandbox` crate (its docs list what is and is not isolated): its
+//! own user, PID, IPC, UTS, cgroup and (unless `sandbox.network = "host"`)
+//! network namespaces; the host's `/usr`, `/etc`, `/opt` read-only and nothing
+//! else of the host's filesystem; a private `/tmp`; a seccomp deny list; the
+//! session's cgroup limits (memory, processes, CPU, tmpfs size; clients may
+//! tighten them with the session config's `limits`); and, when the server
+//! runs as root, the unprivileged host user `sandbox.uid`/`gid` (65534 by
+//! default), `nobody` inside too. What the programs see of the session:
+//!
+//! * its directory, read-write at its host path: their working directory
+//!   (`cwd` must be relative to it, or lie inside it) and `HOME`;
+//! * the display's socket file `/tmp/.X11-unix/X<N>` (only this session's)
+//!   and the session's Xauthority file, read-only. The abstract X socket is
+//!   out of reach in the sandbox's network namespace: clients use the file.
+//! * an environment of `PATH`, `HOME`, `LANG`, `DISPLAY`, `XAUTHORITY`, the
+//!   session marker and the session's `env`; nothing of the server's.
+//!
+//! Xvfb itself runs outside the sandbox, as the server's user. A program's
+//! background processes live until the session ends, as without a sandbox
+//! (see `programs.rs`).
+//!
+//! The operator provides bubblewrap (`bwrap` 0.8+, Debian `bubblewrap`),
+//! unprivileged user namespaces, cgroups the server may create groups in, and
+//! a `run_dir` the sandbox's user can pass through (created 0711); warmup
+//! fails with one line naming what is missing. `[plugins.vm.config.sandbox]`
+//! takes the sandbox crate's `SandboxConfig`; `isolation = "none"` runs the
+//! programs as the server's user without a sandbox (a warning at warmup and in
+//! the hidden `info` tool, which reports the sandbox, the session's limits and
+//! its PID namespace).
+//!
+//! # Processes
+//!
 //! Processes are forked by a per-session spawner thread with
-//! `PR_SET_PDEATHSIG` and, where allowed, inside a PID namespace of their own,
-//! so nothing a session started outlives the session or the host.
+//! `PR_SET_PDEATHSIG`, so nothing a session started outlives the session or
+//! the host: sandboxed programs die with their bubblewrap (`--die-with-parent`,
+//! a PID namespace per program) and cleanup kills what is left in the
+//! session's cgroup before it stops Xvfb. Without a sandbox the session gets
+//! one PID namespace (where allowed, `pid_namespace`) with Xvfb as its init.
 
 mod capture;
 mod config;
@@ -25,13 +64,14 @@ mod sys;
 mod tree;
 mod xauth;
 
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
 use plugin_api::{
     export_plugin, CallContext, NoParams, Plugin, PluginError, PluginInfo, SessionModel, Tools,
 };
+use sandbox::{Isolation, Sandbox, SandboxStatus};
 use serde_json::{json, Value};
 
 pub use capture::{encode_png, encode_png_with, Screenshot};
@@ -52,18 +92,64 @@ const MAX_SCROLL_CLICKS: i64 = 10_000;
 /// Slice of sleep between deadline checks in `wait`.
 const WAIT_SLICE: Duration = Duration::from_millis(20);
 
-/// The vm plugin: global config; sessions are [`VmSession`]s.
+/// The vm plugin: what warmup established; sessions are [`VmSession`]s.
 #[derive(Default)]
 pub struct VmPlugin {
-    config: RwLock<PluginConfig>,
+    settings: RwLock<Option<Arc<Settings>>>,
+}
+
+/// The plugin's config and its prepared sandbox.
+struct Settings {
+    config: PluginConfig,
+    /// `None` with `sandbox.isolation = "none"`.
+    sandbox: Option<Sandbox>,
 }
 
 impl VmPlugin {
-    fn config(&self) -> PluginConfig {
-        self.config
+    /// The warmed-up settings, or NotWarmedUp.
+    fn settings(&self) -> Result<Arc<Settings>, PluginError> {
+        self.settings
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+            .ok_or_else(|| PluginError::not_warmed_up("the vm plugin is not warmed up"))
+    }
+}
+
+impl Settings {
+    /// What `info` shows about the sandbox.
+    fn sandbox_status(&self) -> SandboxStatus {
+        self.sandbox
+            .as_ref()
+            .map_or_else(SandboxStatus::none, Sandbox::status)
+    }
+
+    /// Creates a session: its sandbox (limits checked), then its desktop.
+    fn start_session(&self, id: &str, cfg: &SessionConfig) -> Result<VmSession, PluginError> {
+        let confinement = match &self.sandbox {
+            Some(sandbox) => {
+                let limits = sandbox
+                    .config()
+                    .limits
+                    .tightened_by(&cfg.limits)
+                    .map_err(PluginError::invalid_params)?;
+                let session = sandbox.session(limits).map_err(|e| {
+                    PluginError::unavailable(format!("cannot create the session's sandbox: {e}"))
+                })?;
+                Some(session::Confinement {
+                    sandbox: session,
+                    owner: sandbox.owner(),
+                })
+            }
+            None if !cfg.limits.is_null() => {
+                return Err(PluginError::invalid_params(
+                    "session config limits: this server runs vm programs without a sandbox \
+                     (sandbox.isolation = \"none\"), so no limits can be applied",
+                ))
+            }
+            None => None,
+        };
+        Ok(VmSession::create(id, &self.config, confinement, cfg)?)
     }
 }
 
@@ -88,18 +174,51 @@ impl Plugin for VmPlugin {
     }
 
     fn warmup(&self, config: &Value) -> Result<(), PluginError> {
-        let cfg = PluginConfig::parse(config)?;
+        let mut cfg = PluginConfig::parse(config)?;
         if display::find_in_path(&cfg.xvfb, None).is_none() {
             return Err(display::missing_xvfb(&cfg.xvfb).into());
         }
+        let sandbox = match cfg.sandbox.isolation {
+            Isolation::Bubblewrap => Some(
+                Sandbox::prepare("vm", &cfg.sandbox)
+                    .map_err(|e| PluginError::unavailable(e.to_string()))?,
+            ),
+            Isolation::None => {
+                eprintln!("agentflow-vm: warning: {}", sandbox::NO_SANDBOX_WARNING);
+                None
+            }
+        };
+        let owner = sandbox.as_ref().and_then(Sandbox::owner);
+        cfg.run_dir = session::prepare_run_dir(&cfg.run_dir, owner).map_err(|e| {
+            PluginError::unavailable(format!(
+                "run_dir '{}' cannot be used: {e}",
+                cfg.run_dir.display()
+            ))
+        })?;
         session::sweep_stale_dirs(&cfg.run_dir);
-        *self.config.write().unwrap_or_else(PoisonError::into_inner) = cfg;
+        let settings = Settings {
+            config: cfg,
+            sandbox,
+        };
+        *self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(settings));
         Ok(())
     }
 
+    fn shutdown(&self) {
+        // Sessions were cleaned up by the host.
+        self.settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
     fn initialize(&self, session_id: &str, config: &Value) -> Result<VmSession, PluginError> {
+        let settings = self.settings()?;
         let cfg = SessionConfig::parse(config)?;
-        Ok(VmSession::create(session_id, &self.config(), &cfg)?)
+        settings.start_session(session_id, &cfg)
     }
 
     fn cleanup(&self, session: &VmSession) -> Result<(), PluginError> {
@@ -335,4 +454,27 @@ fn register(tools: Tools<VmPlugin>) -> Tools<VmPlugin> {
                 Ok(json!({"accessibility_tree": xml}))
             },
         )
+        .hidden_tool(
+            "info",
+            "How this session's programs are isolated (sandbox, limits, PID namespace), its display and directory.",
+            |plugin: &VmPlugin, cx: &Cx<'_>, _: NoParams| {
+                let settings = plugin.settings()?;
+                let session = cx.session()?;
+                let status = settings.sandbox_status();
+                let (width, height) = session.screen_size();
+                Ok(json!({
+                    "isolation": status.isolation,
+                    "sandbox": status,
+                    "session_limits": session.sandbox_limits(),
+                    "pid_namespace": session.has_pid_namespace(),
+                    "display": format!(":{}", session.display()),
+                    "screen_size": [width, height],
+                    "session_dir": session.dir().display().to_string(),
+                    "run_dir": settings.config.run_dir.display().to_string(),
+                    "xvfb": settings.config.xvfb,
+                }))
+            },
+        )
+        // Answers from memory: the host may run it without a thread hand-off.
+        .non_blocking()
 }

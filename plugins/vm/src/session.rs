@@ -1,9 +1,14 @@
 //! One vm session: its directory, spawner thread, Xvfb, programs and X connection,
 //! created together and torn down together.
 
-use std::path::{Path, PathBuf};
+use std::fs::{self, DirBuilder, File};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
+
+use sandbox::{Limits, SessionSandbox};
 
 use crate::config::{PluginConfig, SessionConfig};
 use crate::desktop::Desktop;
@@ -12,6 +17,15 @@ use crate::error::{VmError, VmResult};
 use crate::programs::{self, LaunchEnv, Program};
 use crate::spawner::Spawner;
 use crate::xauth::Cookie;
+
+/// How a session's programs are confined (absent: `isolation = "none"`).
+pub struct Confinement {
+    /// The session's sandbox: its cgroup, and the commands that run in it.
+    pub sandbox: SessionSandbox,
+    /// Host `(uid, gid)` of the sandboxed programs when it differs from the
+    /// server's: the session's directory and cookie must belong to it.
+    pub owner: Option<(u32, u32)>,
+}
 
 /// How long session creation waits for a window manager to announce itself.
 const WM_READY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,6 +37,11 @@ const LOCK_POLL: Duration = Duration::from_millis(2);
 struct Processes {
     session_id: String,
     programs: Vec<Program>,
+    /// Dropped right after the programs: kills whatever of them is left.
+    sandbox: Option<SessionSandbox>,
+    /// Whether the programs were sandboxed (then all their processes were in
+    /// the sandbox's cgroup, which `stop` empties).
+    sandboxed: bool,
     xvfb: Option<Xvfb>,
     // Declared last: dropped after the processes it forked were stopped.
     spawner: Option<Spawner>,
@@ -34,6 +53,11 @@ impl Processes {
             p.stop();
         }
         self.programs.clear();
+        if let Some(sandbox) = self.sandbox.take() {
+            // Dropping it kills the rest too; kill first so that the cgroup
+            // is empty when it is removed.
+            sandbox.kill_all();
+        }
         if let Some(mut x) = self.xvfb.take() {
             x.stop();
         }
@@ -42,9 +66,9 @@ impl Processes {
             .as_ref()
             .is_some_and(Spawner::has_pid_namespace);
         self.spawner.take();
-        if !namespaced {
-            // Without a PID namespace, daemons that left their process group
-            // are found by the marker in their environment.
+        if !namespaced && !self.sandboxed {
+            // Without a PID namespace or a sandbox, daemons that left their
+            // process group are found by the marker in their environment.
             programs::kill_marked(&self.session_id);
         }
     }
@@ -62,6 +86,8 @@ pub struct VmSession {
     display: u32,
     xvfb_pid: u32,
     pid_namespace: bool,
+    /// The session's sandbox limits (`None` without a sandbox).
+    limits: Option<Limits>,
     size: (u32, u32),
     dir: PathBuf,
     procs: Mutex<Processes>,
@@ -71,36 +97,45 @@ pub struct VmSession {
 }
 
 impl VmSession {
-    /// Starts Xvfb, connects, then starts the window manager and programs.
-    pub fn create(id: &str, plugin: &PluginConfig, cfg: &SessionConfig) -> VmResult<Self> {
-        let dir = session_dir(&plugin.run_dir, id);
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            VmError::Internal(format!(
-                "cannot create the session directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-        let result = Self::start(id, plugin, cfg, &dir);
+    /// Starts Xvfb, connects, then starts the window manager and programs
+    /// (in the session's sandbox when `confinement` is given).
+    pub fn create(
+        id: &str,
+        plugin: &PluginConfig,
+        confinement: Option<Confinement>,
+        cfg: &SessionConfig,
+    ) -> VmResult<Self> {
+        let owner = confinement.as_ref().and_then(|c| c.owner);
+        let dir = create_session_dir(&plugin.run_dir, id, owner)?;
+        let result = Self::start(id, plugin, confinement, cfg, &dir);
         if result.is_err() {
-            let _ = std::fs::remove_dir_all(&dir);
+            let _ = fs::remove_dir_all(&dir);
         }
         result
     }
 
-    fn start(id: &str, plugin: &PluginConfig, cfg: &SessionConfig, dir: &Path) -> VmResult<Self> {
-        let cwd = cfg.cwd.clone().unwrap_or_else(|| dir.to_path_buf());
-        if !cwd.is_dir() {
-            return Err(VmError::invalid(format!(
-                "cwd {} is not a directory",
-                cwd.display()
-            )));
-        }
-        let spawner = Spawner::start(&short_label(id), plugin.pid_namespace)
+    fn start(
+        id: &str,
+        plugin: &PluginConfig,
+        confinement: Option<Confinement>,
+        cfg: &SessionConfig,
+        dir: &Path,
+    ) -> VmResult<Self> {
+        let owner = confinement.as_ref().and_then(|c| c.owner);
+        let cwd = session_cwd(cfg.cwd.as_deref(), dir, confinement.is_some(), owner)?;
+        // No session-wide PID namespace with a sandbox: each program has one of
+        // its own (and the session's cgroup), and bubblewrap cannot start in a
+        // PID namespace whose /proc is not mounted (it looks itself up there).
+        let want_namespace = plugin.pid_namespace && confinement.is_none();
+        let spawner = Spawner::start(&short_label(id), want_namespace)
             .map_err(|e| VmError::Internal(format!("cannot start the spawner thread: {e}")))?;
         let pid_namespace = spawner.has_pid_namespace();
+        let limits = confinement.as_ref().map(|c| *c.sandbox.limits());
         let mut procs = Processes {
             session_id: id.to_string(),
             programs: Vec::new(),
+            sandboxed: confinement.is_some(),
+            sandbox: confinement.map(|c| c.sandbox),
             xvfb: None,
             spawner: Some(spawner),
         };
@@ -111,9 +146,12 @@ impl VmSession {
         let cookie = Cookie::generate()
             .map_err(|e| VmError::Internal(format!("cannot draw an X cookie: {e}")))?;
         let xauthority = dir.join("Xauthority");
-        cookie.write_file(&xauthority).map_err(|e| {
-            VmError::Internal(format!("cannot write {}: {e}", xauthority.display()))
-        })?;
+        cookie
+            .write_file(&xauthority)
+            .and_then(|()| chown(&xauthority, owner))
+            .map_err(|e| {
+                VmError::Internal(format!("cannot write {}: {e}", xauthority.display()))
+            })?;
         let xvfb = Xvfb::start(
             spawner,
             &plugin.xvfb,
@@ -126,31 +164,45 @@ impl VmSession {
         let (display, xvfb_pid) = (xvfb.display(), xvfb.pid());
         procs.xvfb = Some(xvfb);
         let desktop = Desktop::connect(display, &cookie, plugin.x_timeout, plugin.png_small)?;
-        let log = dir.join("programs.log");
+        // Opened once, now: once a sandboxed program runs, the session's
+        // directory is its to change (a path opened later might be its symlink).
+        let log_path = dir.join("programs.log");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| VmError::Internal(format!("cannot open {}: {e}", log_path.display())))?;
         let launch = LaunchEnv {
             display,
             xauthority: &xauthority,
             session_id: id,
+            workspace: dir,
             cwd: &cwd,
             env: &cfg.env,
             log: &log,
+            sandbox: procs.sandbox.as_ref(),
         };
+        let mut programs = Vec::new();
         if let Some(wm) = &cfg.window_manager {
-            procs
-                .programs
-                .push(Program::start(spawner, wm, "window_manager", &launch)?);
+            programs.push(Program::start(spawner, wm, "window_manager", &launch)?);
             // A window manager without ICCCM/EWMH announcements just costs the timeout.
             desktop.wait_for_window_manager(WM_READY_TIMEOUT)?;
         }
         for (i, p) in cfg.programs.iter().enumerate() {
-            let program = Program::start(spawner, p, &format!("programs[{i}]"), &launch)?;
-            procs.programs.push(program);
+            programs.push(Program::start(
+                spawner,
+                p,
+                &format!("programs[{i}]"),
+                &launch,
+            )?);
         }
+        procs.programs = programs;
         Ok(Self {
             id: id.to_string(),
             display,
             xvfb_pid,
             pid_namespace,
+            limits,
             size: cfg.screen_size,
             dir: dir.to_path_buf(),
             procs: Mutex::new(procs),
@@ -174,7 +226,8 @@ impl VmSession {
         self.xvfb_pid
     }
 
-    /// Host pids of the started programs (window manager first).
+    /// Host pids of the started programs (window manager first): of their
+    /// bubblewrap processes when sandboxed.
     pub fn program_pids(&self) -> Vec<u32> {
         lock(&self.procs)
             .programs
@@ -186,6 +239,11 @@ impl VmSession {
     /// Whether the session's processes live in a PID namespace of their own.
     pub fn has_pid_namespace(&self) -> bool {
         self.pid_namespace
+    }
+
+    /// The session's sandbox limits (`None` when programs run without a sandbox).
+    pub fn sandbox_limits(&self) -> Option<Limits> {
+        self.limits
     }
 
     /// Screen width and height.
@@ -260,7 +318,8 @@ impl VmSession {
     /// Stops every process of the session and removes its directory.
     pub fn close(&self) {
         lock(&self.procs).stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // Symlink-safe: the programs may have left links to anywhere.
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -289,6 +348,142 @@ fn session_dir(root: &Path, id: &str) -> PathBuf {
         .take(80)
         .collect();
     root.join(format!("{}-{safe}", std::process::id()))
+}
+
+/// Creates the run directory if needed and returns its canonical path.
+/// Directories it creates get mode 0711. With `owner` (the sandbox's user,
+/// which bubblewrap runs as and which must pass through to its session's
+/// directory) a run directory that user cannot pass through gets `o+x` when
+/// it is the server's own, and warmup fails naming any other directory on
+/// the way that it cannot pass.
+pub fn prepare_run_dir(path: &Path, owner: Option<(u32, u32)>) -> io::Result<PathBuf> {
+    DirBuilder::new().recursive(true).mode(0o711).create(path)?;
+    let path = fs::canonicalize(path)?;
+    let Some((uid, gid)) = owner else {
+        return Ok(path);
+    };
+    let meta = fs::metadata(&path)?;
+    // SAFETY: geteuid has no preconditions.
+    if !passable(&meta, uid, gid) && meta.uid() == unsafe { libc::geteuid() } {
+        let mode = meta.mode() & 0o7777;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o011))?;
+    }
+    for dir in path.ancestors() {
+        let meta = fs::metadata(dir)?;
+        if !passable(&meta, uid, gid) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the sandbox's user (uid {uid}) cannot pass through {} (mode {:o}): \
+                     allow it (chmod o+x) or choose another run_dir",
+                    dir.display(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(path)
+}
+
+/// Whether `uid`/`gid` may search a directory (sandboxes have no
+/// supplementary groups).
+fn passable(meta: &fs::Metadata, uid: u32, gid: u32) -> bool {
+    let mode = meta.mode();
+    if meta.uid() == uid {
+        mode & 0o100 != 0
+    } else if meta.gid() == gid {
+        mode & 0o010 != 0
+    } else {
+        mode & 0o001 != 0
+    }
+}
+
+/// Creates a fresh session directory (mode 0700, owned by `owner` if given).
+fn create_session_dir(run_dir: &Path, id: &str, owner: Option<(u32, u32)>) -> VmResult<PathBuf> {
+    let dir = session_dir(run_dir, id);
+    let mut created = DirBuilder::new().mode(0o700).create(&dir);
+    if matches!(&created, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+        // The run directory went away since warmup (a tmp cleaner): remake it.
+        created = prepare_run_dir(run_dir, owner)
+            .and_then(|_| DirBuilder::new().mode(0o700).create(&dir));
+    }
+    created.and_then(|()| chown(&dir, owner)).map_err(|e| {
+        VmError::Internal(format!(
+            "cannot create the session directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(dir)
+}
+
+/// The programs' working directory: the session's directory by default; a
+/// relative `cwd` is taken inside it and created. An absolute `cwd` must lie
+/// inside it when programs are sandboxed (a sandbox shows no other host
+/// directory, and binding one the client names would give its programs that
+/// part of the host); without a sandbox it must be an existing directory.
+fn session_cwd(
+    cwd: Option<&Path>,
+    dir: &Path,
+    sandboxed: bool,
+    owner: Option<(u32, u32)>,
+) -> VmResult<PathBuf> {
+    let Some(cwd) = cwd else {
+        return Ok(dir.to_path_buf());
+    };
+    let relative = match cwd.strip_prefix(dir) {
+        Ok(inside) => inside,
+        Err(_) if cwd.is_relative() => cwd,
+        Err(_) if sandboxed => {
+            return Err(VmError::invalid(format!(
+                "cwd {}: programs run in a sandbox that shows no host directory but the \
+                 session's own ({}); give a path relative to it (created if missing), or no cwd",
+                cwd.display(),
+                dir.display()
+            )))
+        }
+        Err(_) if cwd.is_dir() => return Ok(cwd.to_path_buf()),
+        Err(_) => {
+            return Err(VmError::invalid(format!(
+                "cwd {} is not a directory",
+                cwd.display()
+            )))
+        }
+    };
+    let mut path = dir.to_path_buf();
+    for part in relative.components() {
+        match part {
+            Component::CurDir => continue,
+            Component::Normal(name) => path.push(name),
+            _ => {
+                return Err(VmError::invalid(format!(
+                    "cwd {}: must stay inside the session's directory (no '..')",
+                    cwd.display()
+                )))
+            }
+        }
+        // No program runs yet: nothing can race these steps.
+        match DirBuilder::new().mode(0o755).create(&path) {
+            Ok(()) => chown(&path, owner),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| VmError::invalid(format!("cwd {}: {e}", cwd.display())))?;
+    }
+    if !path.is_dir() {
+        return Err(VmError::invalid(format!(
+            "cwd {} is not a directory",
+            cwd.display()
+        )));
+    }
+    Ok(path)
+}
+
+/// Gives `path` to the sandbox's user, if there is one.
+fn chown(path: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
+    match owner {
+        Some((uid, gid)) => std::os::unix::fs::chown(path, Some(uid), Some(gid)),
+        None => Ok(()),
+    }
 }
 
 /// Removes session directories left by hosts that died without cleanup

@@ -3,29 +3,33 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
+use plugin_api::Plugin;
 use serde_json::json;
 
-/// Starts a session running `xev` in a 400x300 window at the top left, logging to `log`.
-fn xev_session(p: &agentflow_vm::VmPlugin, id: &str, log: &Path) -> agentflow_vm::VmSession {
+/// Starts a session running `xev` in a 400x300 window at the top left,
+/// logging to `xev.log` in the session's directory (the sandboxed program's
+/// working directory, and the only one it can write); returns the log's path.
+fn xev_session(p: &agentflow_vm::VmPlugin, id: &str) -> (agentflow_vm::VmSession, PathBuf) {
     let s = session(
         p,
         id,
         json!({
             "screen_size": [800, 600],
-            "programs": [format!("exec xev -geometry 400x300+0+0 > {}", log.display())],
+            "programs": ["exec xev -geometry 400x300+0+0 > xev.log"],
         }),
     );
+    let log = s.dir().join("xev.log");
     // xev prints events as they come: wait for its window to be mapped.
     assert!(
-        eventually(Duration::from_secs(20), || read(log).contains("MapNotify")),
+        eventually(Duration::from_secs(20), || read(&log).contains("MapNotify")),
         "xev never mapped its window: {}",
-        read(log)
+        read(&log)
     );
-    s
+    (s, log)
 }
 
 /// Positions of `needle` lines in the log, in order.
@@ -47,10 +51,8 @@ fn event_index(log: &str, parts: &[&str]) -> Option<usize> {
 
 #[test]
 fn xev_sees_hotkey_in_order_and_released_in_reverse() {
-    let dir = temp_dir("hotkey");
-    let log = dir.join("xev.log");
     let p = plugin();
-    let s = xev_session(&p, "vm_w1_001_hotkey", &log);
+    let (s, log) = xev_session(&p, "vm_w1_001_hotkey");
     // Keyboard focus follows the pointer (no window manager): point into xev's window.
     ok(&p, &s, "move", json!({"x": 200, "y": 150}));
     let r = ok(&p, &s, "hotkey", json!({"keys": ["ctrl", "alt", "t"]}));
@@ -69,15 +71,13 @@ fn xev_sees_hotkey_in_order_and_released_in_reverse() {
     assert!(
         release("keysym 0x74, t") < release("Alt_L") && release("Alt_L") < release("Control_L")
     );
-    let _ = std::fs::remove_dir_all(dir);
+    p.cleanup(&s).unwrap();
 }
 
 #[test]
 fn xev_sees_scroll_clicks_and_drag() {
-    let dir = temp_dir("pointer");
-    let log = dir.join("xev.log");
     let p = plugin();
-    let s = xev_session(&p, "vm_w1_001_pointer", &log);
+    let (s, log) = xev_session(&p, "vm_w1_001_pointer");
 
     let r = ok(&p, &s, "scroll", json!({"x": 100, "y": 100, "clicks": 3}));
     assert_eq!(r, json!({"position": [100, 100], "clicks": 3}));
@@ -157,15 +157,13 @@ fn xev_sees_scroll_clicks_and_drag() {
         "{text}"
     );
     assert!(event_index(&text, &["MotionNotify", "(300,200)"]).is_some());
-    let _ = std::fs::remove_dir_all(dir);
+    p.cleanup(&s).unwrap();
 }
 
 #[test]
 fn xev_sees_key_down_and_up_and_named_keys() {
-    let dir = temp_dir("keys");
-    let log = dir.join("xev.log");
     let p = plugin();
-    let s = xev_session(&p, "vm_w1_001_keys", &log);
+    let (s, log) = xev_session(&p, "vm_w1_001_keys");
     ok(&p, &s, "move", json!({"x": 200, "y": 150}));
     ok(&p, &s, "key_down", json!({"key": "shift"}));
     ok(&p, &s, "key", json!({"key": "F5"}));
@@ -180,5 +178,5 @@ fn xev_sees_key_down_and_up_and_named_keys() {
     assert!(press("Shift_L") < press("F5"));
     assert!(event_index(&text, &["KeyRelease", "Shift_L"]).unwrap() > press("F5"));
     assert!(press("Next") > press("F5"));
-    let _ = std::fs::remove_dir_all(dir);
+    p.cleanup(&s).unwrap();
 }

@@ -59,9 +59,18 @@ fn cleanup_leaves_no_process_of_the_session() {
 }
 
 #[test]
-fn cleanup_leaves_no_process_without_a_pid_namespace() {
+fn cleanup_leaves_no_process_without_a_sandbox() {
     let p = VmPlugin::new().unwrap();
-    p.warmup(&json!({"pid_namespace": false})).unwrap();
+    p.warmup(&json!({"sandbox": {"isolation": "none"}}))
+        .unwrap();
+    cleanup_leaves_nothing(p, "vm_w1_001_cleanup_nosbx");
+}
+
+#[test]
+fn cleanup_leaves_no_process_without_a_sandbox_or_pid_namespace() {
+    let p = VmPlugin::new().unwrap();
+    p.warmup(&json!({"pid_namespace": false, "sandbox": {"isolation": "none"}}))
+        .unwrap();
     cleanup_leaves_nothing(p, "vm_w1_001_cleanup_nons");
 }
 

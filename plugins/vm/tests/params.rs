@@ -135,7 +135,11 @@ fn bad_session_config_is_invalid_and_named() {
 #[test]
 fn tools_and_schemas_match_the_spec() {
     let infos = tools().infos();
-    let names: Vec<&str> = infos.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = infos
+        .iter()
+        .filter(|t| !t.hidden)
+        .map(|t| t.name.as_str())
+        .collect();
     assert_eq!(
         names,
         [
@@ -157,6 +161,12 @@ fn tools_and_schemas_match_the_spec() {
             "accessibility_tree"
         ]
     );
+    let hidden: Vec<&str> = infos
+        .iter()
+        .filter(|t| t.hidden)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(hidden, ["info"]);
     let schema = |n: &str| {
         infos
             .iter()

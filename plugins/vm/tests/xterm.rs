@@ -9,18 +9,16 @@ use common::*;
 use plugin_api::Plugin;
 use serde_json::json;
 
-fn xterm_session(
-    p: &agentflow_vm::VmPlugin,
-    id: &str,
-    cwd: &std::path::Path,
-) -> agentflow_vm::VmSession {
+/// A session whose xterm runs bash in `work`, a directory the plugin makes
+/// inside the session's directory (sandboxed programs see no other).
+fn xterm_session(p: &agentflow_vm::VmPlugin, id: &str) -> agentflow_vm::VmSession {
     let s = session(
         p,
         id,
         json!({
             "screen_size": [1024, 768],
             "programs": ["xterm -u8 -geometry 80x24+0+0 -e bash --norc --noprofile"],
-            "cwd": cwd,
+            "cwd": "work",
             "env": {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"},
         }),
     );
@@ -42,9 +40,9 @@ fn xterm_session(
 
 #[test]
 fn typing_into_xterm_writes_a_file_and_changes_the_screen() {
-    let dir = temp_dir("xterm-hello");
     let p = plugin();
-    let s = xterm_session(&p, "vm_w1_001_hello", &dir);
+    let s = xterm_session(&p, "vm_w1_001_hello");
+    let dir = s.dir().join("work");
     let tree = ok(&p, &s, "accessibility_tree", json!({}));
     let (x, y, w, h) = window_geometry(
         tree["accessibility_tree"].as_str().unwrap(),
@@ -74,14 +72,13 @@ fn typing_into_xterm_writes_a_file_and_changes_the_screen() {
     assert_eq!((aw, ah), (1024, 768));
     assert_ne!(before_px, after_px, "the typed command must be visible");
     p.cleanup(&s).unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn characters_missing_from_the_keymap_are_typed_through_spare_keycodes() {
-    let dir = temp_dir("xterm-unicode");
     let p = plugin();
-    let s = xterm_session(&p, "vm_w1_001_unicode", &dir);
+    let s = xterm_session(&p, "vm_w1_001_unicode");
+    let dir = s.dir().join("work");
     ok(&p, &s, "click", json!({"x": 100, "y": 100}));
     // é is Latin-1 but not on a US keyboard; € and 中 are Unicode keysyms.
     let text = "echo 'é€中 aé€' > UNI\n";
@@ -119,14 +116,13 @@ fn characters_missing_from_the_keymap_are_typed_through_spare_keycodes() {
         read(&file)
     );
     p.cleanup(&s).unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_hotkey_reaches_the_shell() {
-    let dir = temp_dir("xterm-hotkey");
     let p = plugin();
-    let s = xterm_session(&p, "vm_w1_001_ctrlc", &dir);
+    let s = xterm_session(&p, "vm_w1_001_ctrlc");
+    let dir = s.dir().join("work");
     ok(&p, &s, "click", json!({"x": 100, "y": 100}));
     // Ctrl+U erases the half-typed line, so only the second command runs.
     ok(&p, &s, "type", json!({"text": "echo wrong > HK"}));
@@ -140,5 +136,4 @@ fn a_hotkey_reaches_the_shell() {
         read(&file)
     );
     p.cleanup(&s).unwrap();
-    let _ = std::fs::remove_dir_all(dir);
 }
