@@ -1,8 +1,9 @@
 //! The bubblewrap command line for one sandboxed program.
 //!
 //! What the program sees:
-//! * `/usr`, `/etc`, `/opt` and the `/bin`, `/lib*`, `/sbin` links of the host,
-//!   read-only; nothing else of the host's filesystem (no `/root`, `/home`,
+//! * `/usr` and `/opt` of the host under a writable layer of its own
+//!   (`layers.rs`; read-only without one), `/etc` and the `/bin`, `/lib*`,
+//!   `/sbin` links read-only; nothing else of the host's filesystem (no `/root`, `/home`,
 //!   `/var`, `/srv`, `/mnt`, `/media`, `/run`, `/sys`, no server directories);
 //! * its own `/proc` (its PID namespace), a minimal `/dev` (null, zero, full,
 //!   random, urandom, tty, pts/ptmx, shm: no `/dev/kvm`, no disks), its own
@@ -82,6 +83,7 @@ pub struct Jail {
 /// Bubblewrap's arguments (without `argv[0]`) for `jail`.
 pub(crate) fn arguments(
     base: &Base,
+    overlays: &[(String, PathBuf)],
     jail: &Jail,
     network: Network,
     tmp_bytes: u64,
@@ -116,10 +118,15 @@ pub(crate) fn arguments(
     }
     push(&["--seccomp", &seccomp_fd.to_string()]);
     for (path, link) in &base.entries {
+        let overlay = overlays
+            .iter()
+            .find(|(name, _)| Path::new("/").join(name) == *path);
         let path = text(path)?;
-        match link {
-            Some(target) => push(&["--symlink", text(target)?, path]),
-            None => push(&["--ro-bind", path, path]),
+        match (link, overlay) {
+            (Some(target), _) => push(&["--symlink", text(target)?, path]),
+            // The session's writable layer over the host's directory.
+            (None, Some((_, mount))) => push(&["--bind", text(mount)?, path]),
+            (None, None) => push(&["--ro-bind", path, path]),
         }
     }
     let tmp_size = tmp_bytes.to_string();
@@ -164,15 +171,15 @@ mod tests {
     #[test]
     fn the_network_is_unshared_unless_host() {
         let base = Base::host();
-        let args = arguments(&base, &jail(), Network::None, 1 << 20, 4).unwrap();
+        let args = arguments(&base, &[], &jail(), Network::None, 1 << 20, 4).unwrap();
         assert!(args.iter().any(|a| a == "--unshare-net"));
-        let args = arguments(&base, &jail(), Network::Host, 1 << 20, 4).unwrap();
+        let args = arguments(&base, &[], &jail(), Network::Host, 1 << 20, 4).unwrap();
         assert!(!args.iter().any(|a| a == "--unshare-net"));
     }
 
     #[test]
     fn the_program_comes_last_after_the_workspace_bind() {
-        let args = arguments(&Base::host(), &jail(), Network::None, 1 << 20, 4).unwrap();
+        let args = arguments(&Base::host(), &[], &jail(), Network::None, 1 << 20, 4).unwrap();
         let dash = args.iter().position(|a| a == "--").unwrap();
         assert_eq!(&args[dash + 1..], ["/bin/sh", "-c", "true"]);
         let bind = args.iter().position(|a| a == "--bind").unwrap();

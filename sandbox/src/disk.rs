@@ -9,14 +9,17 @@
 //! `mkfs.ext4` and `mount` (Debian's `e2fsprogs` and `mount`, always there).
 //!
 //! Making a filesystem takes tens of milliseconds, so a few are kept ready,
-//! mounted in a pool directory, and moved onto a new session's directory
-//! (`MS_MOVE`, microseconds); a background thread refills the pool. Images
+//! mounted in a pool directory; a new session's directory gets the disk's
+//! `workspace/` bound on it (microseconds), and its `layers/` hold the
+//! session's writable layers (`layers.rs`); a background thread refills the
+//! pool. Images
 //! of servers that no longer run are unmounted and deleted at the next start.
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,12 +63,14 @@ pub struct DiskError(String);
 
 impl Disks {
     /// Makes (and keeps) one filesystem to check that loop devices, ext4 and
-    /// `mkfs.ext4` work here; `dir` holds the images (created, mode 0700).
+    /// `mkfs.ext4` work here; `dir` holds the images (created, mode 0711).
     pub fn prepare(dir: &Path, bytes: u64, owner: (u32, u32)) -> Result<Self, DiskError> {
         fs::create_dir_all(dir)
             .and_then(|()| {
                 use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                // Passable for bubblewrap (as the sandbox's user) to reach the
+                // overlays; not listable.
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o711))
             })
             .map_err(|e| DiskError(format!("cannot create {}: {e}", dir.display())))?;
         remove_stale(dir);
@@ -114,8 +119,8 @@ impl Disks {
         self.shared.bytes
     }
 
-    /// Mounts a fresh disk on `target` (an empty directory). With `bytes`
-    /// other than the pool's size, a disk of that size is made for it.
+    /// Mounts a fresh disk's workspace on `target` (an empty directory). With
+    /// `bytes` other than the pool's size, a disk of that size is made for it.
     pub fn attach(&self, target: &Path, bytes: u64) -> Result<SessionDisk, DiskError> {
         let made = if bytes == self.shared.bytes {
             self.shared.lock().pop()
@@ -129,23 +134,20 @@ impl Disks {
             Some(made) => made,
             None => self.shared.make_sized(bytes)?,
         };
-        if let Err(e) = move_mount(&made.mount, target) {
-            let message = format!(
-                "cannot move {} to {}: {e}",
-                made.mount.display(),
-                target.display()
-            );
-            drop(SessionDisk {
-                image: made.image,
-                mount: made.mount,
-            });
-            return Err(DiskError(message));
-        }
-        let _ = fs::remove_dir(&made.mount);
-        Ok(SessionDisk {
+        let mut disk = SessionDisk {
             image: made.image,
-            mount: target.to_path_buf(),
-        })
+            mount: made.mount,
+            target: None,
+        };
+        // On error the disk is dropped: unmounted and deleted.
+        bind(&disk.mount.join(WORKSPACE), target).map_err(|e| {
+            DiskError(format!(
+                "cannot mount the workspace on {}: {e}",
+                target.display()
+            ))
+        })?;
+        disk.target = Some(target.to_path_buf());
+        Ok(disk)
     }
 }
 
@@ -165,6 +167,7 @@ impl Drop for Disks {
             drop(SessionDisk {
                 image: made.image,
                 mount: made.mount,
+                target: None,
             });
         }
     }
@@ -190,15 +193,16 @@ impl Shared {
             let _ = fs::remove_dir(&mount);
             e
         };
-        fs::File::create(&image)
+        fs::File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&image)
             .and_then(|f| f.set_len(bytes))
             .map_err(|e| DiskError(format!("cannot create {}: {e}", image.display())))?;
-        let (uid, gid) = self.owner;
         run(Command::new("mkfs.ext4")
             .args(["-q", "-F", "-m", "0", "-O", "^has_journal", "-E"])
-            .arg(format!(
-                "root_owner={uid}:{gid},lazy_itable_init=1,nodiscard"
-            ))
+            .arg("root_owner=0:0,lazy_itable_init=1,nodiscard")
             .arg(&image))
         .map_err(cleanup)?;
         fs::create_dir(&mount)
@@ -208,31 +212,73 @@ impl Shared {
             .arg(&image)
             .arg(&mount))
         .map_err(cleanup)?;
-        // Not part of anyone's workspace.
         let _ = fs::remove_dir(mount.join("lost+found"));
+        let laid_out = lay_out(&mount, self.owner);
+        if let Err(e) = laid_out {
+            detach(&mount);
+            return Err(cleanup(DiskError(format!(
+                "cannot lay out {}: {e}",
+                mount.display()
+            ))));
+        }
         Ok(Made { image, mount })
     }
 }
 
-/// A session's mounted disk: unmounted and deleted on drop.
+/// The workspace's directory on a disk (bind-mounted on the session's
+/// directory), and the directory of the session's layers (out of its sight).
+const WORKSPACE: &str = "workspace";
+const LAYERS: &str = "layers";
+/// Where the session's overlays are mounted (bubblewrap, running as the
+/// sandbox's user, must reach them: mode 0711 on the way).
+const ROOT: &str = "root";
+
+/// A new disk's directories: the disk's root and `root/` passable (0711),
+/// the workspace the sandbox user's (0700), the layers root's (0700).
+fn lay_out(mount: &Path, owner: (u32, u32)) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode| fs::set_permissions(path, fs::Permissions::from_mode(mode));
+    mode(mount, 0o711)?;
+    for (name, bits) in [(WORKSPACE, 0o700), (LAYERS, 0o700), (ROOT, 0o711)] {
+        fs::create_dir(mount.join(name))?;
+        mode(&mount.join(name), bits)?;
+    }
+    std::os::unix::fs::chown(mount.join(WORKSPACE), Some(owner.0), Some(owner.1))
+}
+
+/// A session's disk: its workspace bound on the session's directory.
+/// Unmounted and deleted on drop.
 #[derive(Debug)]
 pub struct SessionDisk {
     image: PathBuf,
+    /// Where the disk itself is mounted (in the disks directory).
     mount: PathBuf,
+    /// The session's directory its workspace is bound on.
+    target: Option<PathBuf>,
 }
 
 impl SessionDisk {
-    /// Where it is mounted.
-    pub fn path(&self) -> &Path {
-        &self.mount
+    /// Where the session's layers keep their files (on this disk).
+    pub fn layers_dir(&self) -> PathBuf {
+        self.mount.join(LAYERS)
+    }
+
+    /// Where the session's overlays are mounted.
+    pub fn overlay_dir(&self) -> PathBuf {
+        self.mount.join(ROOT)
     }
 }
 
 impl Drop for SessionDisk {
     fn drop(&mut self) {
         // Lazily: the kernel finishes once the last user is gone, and frees
-        // the loop device (mount(8) set it to clear itself).
+        // the loop device (mount(8) set it to clear itself). Detaching the
+        // disk takes the overlays mounted below it along.
+        if let Some(target) = &self.target {
+            detach(target);
+        }
         detach(&self.mount);
+        let _ = fs::remove_dir(&self.mount);
         let _ = fs::remove_file(&self.image);
     }
 }
@@ -245,19 +291,19 @@ pub fn detach(path: &Path) {
     }
 }
 
-fn move_mount(from: &Path, to: &Path) -> io::Result<()> {
+fn bind(from: &Path, to: &Path) -> io::Result<()> {
     let c = |p: &Path| {
         CString::new(p.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
     };
     let (from, to) = (c(from)?, c(to)?);
-    // SAFETY: mount(2) with valid C strings; MS_MOVE ignores type and data.
+    // SAFETY: mount(2) with valid C strings; MS_BIND ignores type and data.
     let rc = unsafe {
         libc::mount(
             from.as_ptr(),
             to.as_ptr(),
             std::ptr::null(),
-            libc::MS_MOVE,
+            libc::MS_BIND,
             std::ptr::null(),
         )
     };

@@ -14,7 +14,9 @@
 //! bundle on disk per session.
 //!
 //! What bubblewrap does not do, this crate adds, each with an existing
-//! mechanism: per-session **cgroups** (memory, processes, CPU; `cgroup.rs`),
+//! mechanism: a **disk** per workspace (`disk.rs`), **writable layers** over
+//! `/usr` and `/opt` (kernel overlayfs on idmapped mounts, `layers.rs`),
+//! per-session **cgroups** (memory, processes, CPU; `cgroup.rs`),
 //! the **seccomp** deny list (`seccomp.rs`, compiled with `seccompiler`), and
 //! running bubblewrap as an **unprivileged host user** when the server is root
 //! (`enter.rs`), so that root inside the sandbox is nobody outside.
@@ -26,8 +28,10 @@
 //! * The kernel is shared (as with every container): a kernel exploit escapes.
 //! * The host's `/usr`, `/etc` and `/opt` are readable (not writable): world-
 //!   readable secrets there are visible.
-//! * Writes outside the workspace, `/tmp` and `/var/tmp` are refused (the
-//!   system directories are read-only), not kept in a per-session layer.
+//! * `/etc` is read-only (no layer: an idmapped view would show root's
+//!   secrets as the sandbox user's); writes to `/usr` and `/opt` go to the
+//!   session's layer (`layers.rs`) only when the server runs as root and the
+//!   session has a disk; otherwise they are refused.
 //! * The workspace is a disk of its own (`disk.rs`) of `limits.disk_bytes`;
 //!   `/tmp` is a tmpfs limited in size and counted as the session's memory.
 //! * With `network = "host"`, the host's network and every port on it,
@@ -47,6 +51,7 @@ pub mod cgroup;
 mod config;
 pub mod disk;
 mod enter;
+pub mod layers;
 pub mod seccomp;
 
 use std::fs::File;
@@ -64,6 +69,7 @@ use crate::cgroup::{Cgroups, SessionCgroup};
 pub use crate::config::{Isolation, Limits, Network, SandboxConfig};
 pub use crate::disk::{Disks, SessionDisk};
 pub use crate::enter::{Entry, EntryStep};
+use crate::layers::{BaseViews, SessionLayers};
 
 /// Why a sandbox cannot be prepared or started.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +86,9 @@ pub enum SandboxError {
     /// `bwrap` runs but cannot build a sandbox here.
     #[error("bubblewrap cannot build a sandbox on this host: {0}")]
     RuntimeFailed(String),
+    /// Writable layers cannot be made.
+    #[error(transparent)]
+    Layers(#[from] layers::LayerError),
     /// Cgroups are missing or not writable.
     #[error("cgroups: {0}")]
     Cgroup(#[from] cgroup::CgroupError),
@@ -106,6 +115,8 @@ struct Inner {
     seccomp: Vec<u8>,
     cgroups: Cgroups,
     identity: Option<(u32, u32)>,
+    /// Lower layers for sessions' writable layers (only as root).
+    views: Option<BaseViews>,
 }
 
 /// What status pages show about a plugin's sandbox.
@@ -182,6 +193,10 @@ impl Sandbox {
                 seccomp: seccomp::compile()?,
                 cgroups: Cgroups::discover(plugin)?,
                 identity,
+                views: match identity {
+                    Some(owner) => Some(BaseViews::prepare(&std::env::temp_dir(), owner)?),
+                    None => None,
+                },
             }),
         };
         sandbox.probe()?;
@@ -231,6 +246,7 @@ impl Sandbox {
             sandbox: self.clone(),
             cgroup,
             limits,
+            layers: None,
         })
     }
 
@@ -307,12 +323,38 @@ pub struct SessionSandbox {
     sandbox: Sandbox,
     cgroup: SessionCgroup,
     limits: Limits,
+    layers: Option<SessionLayers>,
 }
 
 impl SessionSandbox {
     /// The session's limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Gives the session writable layers over the host's `/usr` and `/opt`,
+    /// kept on `disk` (nothing when the server is not root: no idmapped
+    /// views, the directories stay read-only).
+    pub fn mount_layers(&mut self, disk: &SessionDisk) -> Result<(), SandboxError> {
+        let Some(views) = &self.sandbox.inner.views else {
+            return Ok(());
+        };
+        let owner = self.sandbox.inner.identity.unwrap_or((0, 0));
+        self.layers = Some(SessionLayers::mount(
+            views,
+            &disk.layers_dir(),
+            &disk.overlay_dir(),
+            owner,
+        )?);
+        Ok(())
+    }
+
+    /// The directories this session has a writable layer over.
+    pub fn layered(&self) -> Vec<String> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.mounts().iter().map(|(name, _)| format!("/{name}")))
+            .collect()
     }
 
     /// The command that runs `jail` in this session's sandbox. The child must
@@ -324,6 +366,7 @@ impl SessionSandbox {
         argv.extend(
             bwrap::arguments(
                 &inner.base,
+                self.layers.as_ref().map_or(&[][..], |l| l.mounts()),
                 jail,
                 inner.config.network,
                 self.limits.tmp_bytes,

@@ -98,12 +98,18 @@ fn the_host_filesystem_is_read_only_and_private_paths_are_absent() {
     let f = fixture();
     f.create("w", json!({}));
     let probe = format!("/etc/agentflow-probe-{}", std::process::id());
-    let (out, rc) = f.run("w", &format!("touch {probe} /usr/probe 2>&1; echo rc=$?"));
+    let (out, rc) = f.run("w", &format!("touch {probe} 2>&1; echo rc=$?"));
     assert!(out.contains("Read-only file system"), "{out}");
     assert!(out.ends_with("rc=1\n"), "{out} {rc}");
     assert!(
         !Path::new(&probe).exists(),
         "nothing reached the host's /etc"
+    );
+    // Root's secrets in /etc stay unreadable.
+    let (out, _) = f.run("w", "cat /etc/shadow 2>&1; echo rc=$?");
+    assert!(
+        out.contains("Permission denied") && out.contains("rc=1"),
+        "{out}"
     );
     // Private host paths: /root is empty, the server's directory and config do not exist.
     let config = f.server.dir.path().join("plugins.toml");
@@ -123,6 +129,51 @@ fn the_host_filesystem_is_read_only_and_private_paths_are_absent() {
     // The home directory and /tmp are writable and the session's own.
     let (out, rc) = f.run("w", "echo data > ~/f && echo t > /tmp/t && cat ~/f /tmp/t");
     assert_eq!((out.as_str(), rc), ("data\nt\n", 0));
+    f.still_standing();
+}
+
+#[test]
+fn writes_to_usr_and_opt_go_to_the_sessions_own_layer() {
+    let f = fixture();
+    f.create("w", json!({}));
+    f.create("other", json!({}));
+    let tool = format!("agentflow-layer-probe-{}", std::process::id());
+    let (out, rc) = f.run(
+        "w",
+        &format!(
+            "printf '#!/bin/sh\\necho from-the-layer\\n' > /usr/local/bin/{tool} && \
+             chmod +x /usr/local/bin/{tool} && {tool} && \
+             echo changed >> /usr/share/common-licenses/GPL-3 2>/dev/null; \
+             tail -1 /usr/share/common-licenses/GPL-3"
+        ),
+    );
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.starts_with("from-the-layer\n"), "{out}");
+    assert!(
+        out.ends_with("changed\n"),
+        "the session sees its change: {out}"
+    );
+    assert!(
+        !Path::new("/usr/local/bin").join(&tool).exists(),
+        "nothing reached the host's /usr"
+    );
+    let host_file = std::fs::read_to_string("/usr/share/common-licenses/GPL-3").unwrap();
+    assert!(
+        !host_file.ends_with("changed\n"),
+        "the host's file is unchanged"
+    );
+    let (out, _) = f.run(
+        "other",
+        &format!("ls /usr/local/bin/{tool} 2>&1; tail -1 /usr/share/common-licenses/GPL-3"),
+    );
+    assert!(
+        out.contains("No such file"),
+        "another session does not see it: {out}"
+    );
+    assert!(!out.ends_with("changed\n"), "{out}");
+    let (code, body) = f.server.execute("w", "bash:info", json!({}));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["layered"], json!(["/usr", "/opt"]), "{body}");
     f.still_standing();
 }
 

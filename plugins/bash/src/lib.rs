@@ -293,7 +293,7 @@ impl Settings {
         session_id: &str,
         config: &SessionConfig,
     ) -> Result<BashSession, PluginError> {
-        let sandbox = match &self.sandbox {
+        let mut sandbox = match &self.sandbox {
             Some(sandbox) => {
                 let limits = config
                     .sandbox_limits(&sandbox.config().limits)
@@ -301,7 +301,7 @@ impl Settings {
                 let session = sandbox.session(limits).map_err(|e| {
                     PluginError::unavailable(format!("cannot create the session's sandbox: {e}"))
                 })?;
-                Some(Arc::new(session))
+                Some(session)
             }
             None if !config.limits.is_null() => {
                 return Err(PluginError::invalid_params(
@@ -326,6 +326,15 @@ impl Settings {
                     self.root.path().display()
                 ))
             })?;
+        if let Some(sandbox) = sandbox.as_mut() {
+            if let Err(e) = dir.mount_layers(sandbox) {
+                let _ = dir.remove();
+                return Err(PluginError::unavailable(format!(
+                    "cannot give the session its writable layers: {e}"
+                )));
+            }
+        }
+        let sandbox = sandbox.map(Arc::new);
         let cwd = match &config.cwd {
             None => dir.path().to_path_buf(),
             Some(cwd) => match dir.create_dir(cwd) {

@@ -114,6 +114,15 @@ impl BashSession {
         &self.dir
     }
 
+    /// The directories with a writable layer of the session's own.
+    pub fn layered(&self) -> Vec<String> {
+        self.launch
+            .sandbox
+            .as_ref()
+            .map(|s| s.layered())
+            .unwrap_or_default()
+    }
+
     /// The session's sandbox limits (`None` without a sandbox).
     pub fn sandbox_limits(&self) -> Option<sandbox::Limits> {
         self.launch.sandbox.as_ref().map(|s| *s.limits())

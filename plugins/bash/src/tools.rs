@@ -129,6 +129,8 @@ pub struct InfoResult {
     /// This session's sandbox limits (absent without a sandbox).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub session_limits: Option<sandbox::Limits>,
+    /// Directories the session writes to a layer of its own over (`/usr`, `/opt`).
+    pub layered: Vec<String>,
     /// The directory holding all session directories.
     pub workspace_root: String,
     /// This session's directory.
@@ -327,6 +329,7 @@ pub fn info(
         isolation: status.isolation,
         sandbox: status,
         session_limits: session.sandbox_limits(),
+        layered: session.layered(),
         workspace_root: display(settings.root.path()),
         session_dir: display(session.dir().path()),
         shell: display(&settings.shell),

@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
-use sandbox::{Disks, SessionDisk};
+use sandbox::{Disks, SessionDisk, SessionSandbox};
 
 /// Why a client's path was not used.
 #[derive(Debug, thiserror::Error)]
@@ -328,6 +328,19 @@ impl SessionDir {
             bytes,
             size,
         })
+    }
+
+    /// Mounts the sandbox's writable layers, kept on this directory's disk
+    /// (nothing without a disk).
+    pub fn mount_layers(&self, sandbox: &mut SessionSandbox) -> Result<(), sandbox::SandboxError> {
+        let disk = self
+            .disk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match disk.as_ref() {
+            Some(disk) => sandbox.mount_layers(disk),
+            None => Ok(()),
+        }
     }
 
     /// Deletes the directory and everything in it (a disk of its own is

@@ -174,6 +174,21 @@ fn no_process_survives_a_sigkilled_host() {
         "left behind: {:?}",
         processes_with(&marker)
     );
+    // The dead host's disks and layers are still mounted; the next plugin
+    // on the same root removes them.
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(root.as_str()))
+            .count()
+    };
+    assert!(mounted() > 0, "the killed host left its disks mounted");
+    let next = agentflow_bash::BashPlugin::new().unwrap();
+    next.warmup(&json!({ "workspace_root": root })).unwrap();
+    next.shutdown();
+    drop(next);
+    assert_eq!(mounted(), 0, "a restart on the same root unmounts them");
     let _ = std::fs::remove_dir_all(root);
 }
 
