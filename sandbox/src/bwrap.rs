@@ -3,7 +3,9 @@
 //! What the program sees:
 //! * `/usr` and `/opt` of the host under a writable layer of its own
 //!   (`layers.rs`; read-only without one), `/etc` and the `/bin`, `/lib*`,
-//!   `/sbin` links read-only; nothing else of the host's filesystem (no `/root`, `/home`,
+//!   `/sbin` links read-only; or, when the session names one of the
+//!   operator's images, that image's directories, each under a layer;
+//!   nothing else of the host's filesystem (no `/root`, `/home`,
 //!   `/var`, `/srv`, `/mnt`, `/media`, `/run`, `/sys`, no server directories);
 //! * its own `/proc` (its PID namespace), a minimal `/dev` (null, zero, full,
 //!   random, urandom, tty, pts/ptmx, shm: no `/dev/kvm`, no disks), its own
@@ -19,34 +21,105 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Network;
 
-/// The host's system directories, as the sandbox's read-only base.
+/// Directories of an image that are never shown from it: the sandbox makes
+/// its own, or they hold nothing a session needs.
+const NOT_FROM_IMAGES: [&str; 11] = [
+    "proc",
+    "sys",
+    "dev",
+    "tmp",
+    "run",
+    "mnt",
+    "media",
+    "boot",
+    "home",
+    "root",
+    "lost+found",
+];
+
+/// What a sandbox's root is made of: the host's system directories, or an
+/// operator's image (a directory holding an unpacked root filesystem).
 #[derive(Debug, Clone)]
 pub(crate) struct Base {
-    /// `(path, Some(link target))` for symlinks, `(path, None)` for directories.
-    entries: Vec<(PathBuf, Option<PathBuf>)>,
+    /// `(path inside, what is there)`.
+    entries: Vec<(PathBuf, Entry)>,
+    /// Directories sessions get a writable layer over: `(name, host path)`.
+    layered: Vec<(String, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+enum Entry {
+    /// A symbolic link with this target (merged-`/usr` systems: `/bin`).
+    Link(PathBuf),
+    /// A host directory, shown read-only (or under the session's layer).
+    Dir(PathBuf),
 }
 
 impl Base {
-    /// Looks at the host: merged-`/usr` systems have `/bin` etc. as symlinks.
+    /// The host's `/usr`, `/etc`, `/opt` and `/bin`, `/lib*`, `/sbin`; layers
+    /// over `/usr` and `/opt` only (`/etc` holds root's secrets).
     pub(crate) fn host() -> Self {
         let names = [
             "usr", "etc", "opt", "bin", "sbin", "lib", "lib32", "lib64", "libx32",
         ];
-        let entries = names
+        let entries: Vec<(PathBuf, Entry)> = names
             .iter()
-            .filter_map(|name| {
-                let path = Path::new("/").join(name);
-                let meta = path.symlink_metadata().ok()?;
-                if meta.file_type().is_symlink() {
-                    Some((path.clone(), Some(path.read_link().ok()?)))
-                } else if meta.is_dir() {
-                    Some((path, None))
-                } else {
-                    None
+            .filter_map(|name| entry(Path::new("/"), name))
+            .collect();
+        let layered = ["usr", "opt"]
+            .iter()
+            .filter(|name| {
+                entries
+                    .iter()
+                    .any(|(p, e)| matches!(e, Entry::Dir(_)) && p == &Path::new("/").join(name))
+            })
+            .map(|name| (name.to_string(), Path::new("/").join(name)))
+            .collect();
+        Self { entries, layered }
+    }
+
+    /// Every top-level directory and link of the image at `root` (but those
+    /// the sandbox makes itself), each with a layer.
+    pub(crate) fn image(root: &Path) -> std::io::Result<Self> {
+        let mut entries = Vec::new();
+        for item in std::fs::read_dir(root)? {
+            let name = item?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if NOT_FROM_IMAGES.contains(&name) {
+                continue;
+            }
+            entries.extend(entry(root, name));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let layered = entries
+            .iter()
+            .filter_map(|(path, e)| match e {
+                Entry::Dir(source) => {
+                    Some((path.file_name()?.to_str()?.to_string(), source.clone()))
                 }
+                Entry::Link(_) => None,
             })
             .collect();
-        Self { entries }
+        Ok(Self { entries, layered })
+    }
+
+    /// Directories that get a layer of the session's own.
+    pub(crate) fn layered(&self) -> &[(String, PathBuf)] {
+        &self.layered
+    }
+}
+
+/// `root/name` as a base entry, if it is a directory or a symbolic link.
+fn entry(root: &Path, name: &str) -> Option<(PathBuf, Entry)> {
+    let source = root.join(name);
+    let meta = source.symlink_metadata().ok()?;
+    let inside = Path::new("/").join(name);
+    if meta.file_type().is_symlink() {
+        Some((inside, Entry::Link(source.read_link().ok()?)))
+    } else if meta.is_dir() {
+        Some((inside, Entry::Dir(source)))
+    } else {
+        None
     }
 }
 
@@ -117,16 +190,16 @@ pub(crate) fn arguments(
         push(&["--as-pid-1"]);
     }
     push(&["--seccomp", &seccomp_fd.to_string()]);
-    for (path, link) in &base.entries {
+    for (path, entry) in &base.entries {
         let overlay = overlays
             .iter()
             .find(|(name, _)| Path::new("/").join(name) == *path);
         let path = text(path)?;
-        match (link, overlay) {
-            (Some(target), _) => push(&["--symlink", text(target)?, path]),
-            // The session's writable layer over the host's directory.
-            (None, Some((_, mount))) => push(&["--bind", text(mount)?, path]),
-            (None, None) => push(&["--ro-bind", path, path]),
+        match (entry, overlay) {
+            (Entry::Link(target), _) => push(&["--symlink", text(target)?, path]),
+            // The session's writable layer over the directory.
+            (Entry::Dir(_), Some((_, mount))) => push(&["--bind", text(mount)?, path]),
+            (Entry::Dir(source), None) => push(&["--ro-bind", text(source)?, path]),
         }
     }
     let tmp_size = tmp_bytes.to_string();

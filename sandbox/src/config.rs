@@ -27,6 +27,10 @@ pub struct SandboxConfig {
     pub bwrap: Option<PathBuf>,
     /// Per-session limits (the most a client may ask for).
     pub limits: Limits,
+    /// Base images a session may name (`"image": "<name>"` in its config):
+    /// name → directory holding an unpacked root filesystem (for example an
+    /// exported container image). Clients choose by name, never by path.
+    pub images: std::collections::BTreeMap<String, PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -38,6 +42,7 @@ impl Default for SandboxConfig {
             gid: 65534,
             bwrap: None,
             limits: Limits::default(),
+            images: Default::default(),
         }
     }
 }

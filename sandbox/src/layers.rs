@@ -1,5 +1,5 @@
-//! A writable layer of its own over the host's `/usr` and `/opt` for every
-//! session: `pip install`, `make install` into `/usr/local`, an edited file
+//! A writable layer of its own over the host's `/usr` and `/opt` (or every
+//! directory of an operator's image) for every session: `pip install`, `make install` into `/usr/local`, an edited file
 //! under `/opt` land in the session's layer (on its disk), never on the host
 //! or in another session.
 //!
@@ -23,9 +23,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::disk::detach;
-
-/// The host directories sessions get a writable layer over.
-const LAYERED: [&str; 2] = ["usr", "opt"];
 
 // From <linux/mount.h>; not all are in the `libc` crate.
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -59,9 +56,14 @@ pub struct BaseViews {
 }
 
 impl BaseViews {
-    /// Makes the views in a new directory under `parent`, mapping root's
-    /// files to `owner`. Views of servers that no longer run are removed.
-    pub fn prepare(parent: &Path, owner: (u32, u32)) -> Result<Self, LayerError> {
+    /// Makes views of `dirs` (`(name, host path)`) in a new directory under
+    /// `parent`, mapping root's files to `owner`. Views of servers that no
+    /// longer run are removed.
+    pub fn prepare(
+        parent: &Path,
+        dirs: &[(String, PathBuf)],
+        owner: (u32, u32),
+    ) -> Result<Self, LayerError> {
         remove_stale(parent);
         static INSTANCE: AtomicU64 = AtomicU64::new(0);
         let dir = parent.join(format!(
@@ -77,16 +79,11 @@ impl BaseViews {
             views: Vec::new(),
         };
         let userns = mapping_namespace(owner)?;
-        for name in LAYERED {
-            let host = Path::new("/").join(name);
-            let is_dir = host.symlink_metadata().map(|m| m.is_dir()).unwrap_or(false);
-            if !is_dir {
-                continue;
-            }
+        for (name, host) in dirs {
             let view = base.dir.join(name);
             fs::create_dir_all(&view)
                 .map_err(|e| error(&format!("cannot create {}", view.display()), e))?;
-            idmapped_view(&host, &view, &userns).map_err(|e| {
+            idmapped_view(host, &view, &userns).map_err(|e| {
                 error(
                     &format!("cannot make an idmapped view of {}", host.display()),
                     e,
@@ -308,10 +305,11 @@ fn remove_stale(parent: &Path) {
         if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
             continue;
         }
-        for name in LAYERED {
-            let view = entry.path().join(name);
-            detach(&view);
-            let _ = fs::remove_dir(&view);
+        if let Ok(views) = fs::read_dir(entry.path()) {
+            for view in views.flatten() {
+                detach(&view.path());
+                let _ = fs::remove_dir(view.path());
+            }
         }
         let _ = fs::remove_dir(entry.path());
     }

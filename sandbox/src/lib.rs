@@ -77,6 +77,9 @@ pub enum SandboxError {
     /// The operator's settings are wrong.
     #[error("sandbox config {0}")]
     Config(String),
+    /// A session named an image the operator did not list.
+    #[error("{0}")]
+    UnknownImage(String),
     /// `bwrap` is not installed.
     #[error(
         "bubblewrap (`{0}`) is not installed: install the Debian package `bubblewrap` \
@@ -111,12 +114,34 @@ pub struct Sandbox {
 struct Inner {
     config: SandboxConfig,
     bwrap: PathBuf,
-    base: bwrap::Base,
+    /// The host's base, then the operator's images by name.
+    host: BaseRoot,
+    images: std::collections::BTreeMap<String, BaseRoot>,
     seccomp: Vec<u8>,
     cgroups: Cgroups,
     identity: Option<(u32, u32)>,
-    /// Lower layers for sessions' writable layers (only as root).
+}
+
+/// What a session's root is made of, and the lower layers of its writable
+/// layers (only when the server is root: idmapped views need it).
+#[derive(Debug)]
+struct BaseRoot {
+    base: bwrap::Base,
     views: Option<BaseViews>,
+}
+
+impl BaseRoot {
+    fn prepare(base: bwrap::Base, identity: Option<(u32, u32)>) -> Result<Self, SandboxError> {
+        let views = match identity {
+            Some(owner) => Some(BaseViews::prepare(
+                &std::env::temp_dir(),
+                base.layered(),
+                owner,
+            )?),
+            None => None,
+        };
+        Ok(Self { base, views })
+    }
 }
 
 /// What status pages show about a plugin's sandbox.
@@ -139,6 +164,9 @@ pub struct SandboxStatus {
     /// The operator's per-session limits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// The names of the operator's images sessions may choose.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<String>,
     /// A warning for the operator (with `isolation = "none"`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<&'static str>,
@@ -158,6 +186,7 @@ impl SandboxStatus {
             host_gid: None,
             cgroup: None,
             limits: None,
+            images: Vec::new(),
             warning: Some(NO_SANDBOX_WARNING),
         }
     }
@@ -185,18 +214,31 @@ impl Sandbox {
                 "uid: must not be 0 (the sandbox would be root on the host)".into(),
             ));
         }
+        let mut images = std::collections::BTreeMap::new();
+        for (name, root) in &config.images {
+            let base = bwrap::Base::image(root).map_err(|e| {
+                SandboxError::Config(format!(
+                    "images.{name}: '{}' is not a readable directory: {e}",
+                    root.display()
+                ))
+            })?;
+            if !root.join("usr").is_dir() && !root.join("bin").exists() {
+                return Err(SandboxError::Config(format!(
+                    "images.{name}: '{}' holds no root filesystem (no usr/ or bin/)",
+                    root.display()
+                )));
+            }
+            images.insert(name.clone(), BaseRoot::prepare(base, identity)?);
+        }
         let sandbox = Self {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 bwrap,
-                base: bwrap::Base::host(),
+                host: BaseRoot::prepare(bwrap::Base::host(), identity)?,
+                images,
                 seccomp: seccomp::compile()?,
                 cgroups: Cgroups::discover(plugin)?,
                 identity,
-                views: match identity {
-                    Some(owner) => Some(BaseViews::prepare(&std::env::temp_dir(), owner)?),
-                    None => None,
-                },
             }),
         };
         sandbox.probe()?;
@@ -228,6 +270,7 @@ impl Sandbox {
             host_gid: Some(gid),
             cgroup: Some(self.inner.cgroups.version().name()),
             limits: Some(self.inner.config.limits),
+            images: self.inner.images.keys().cloned().collect(),
             warning: if self.inner.config.network == Network::Host {
                 Some("sandbox.network = \"host\": sessions reach the host's network and the server's port")
             } else if self.inner.config.limits.disk_bytes == 0 {
@@ -239,13 +282,32 @@ impl Sandbox {
     }
 
     /// Creates a session's cgroup with `limits` (already checked against the
-    /// operator's with [`Limits::tightened_by`]).
-    pub fn session(&self, limits: Limits) -> Result<SessionSandbox, SandboxError> {
+    /// operator's with [`Limits::tightened_by`]); its root is the host's
+    /// base or the operator's image named `image`.
+    pub fn session(
+        &self,
+        limits: Limits,
+        image: Option<&str>,
+    ) -> Result<SessionSandbox, SandboxError> {
+        if let Some(name) = image {
+            if !self.inner.images.contains_key(name) {
+                let known: Vec<&str> = self.inner.images.keys().map(String::as_str).collect();
+                return Err(SandboxError::UnknownImage(format!(
+                    "session config image: no image named '{name}' (this server has: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
         let cgroup = self.inner.cgroups.create(&limits)?;
         Ok(SessionSandbox {
             sandbox: self.clone(),
             cgroup,
             limits,
+            image: image.map(str::to_string),
             layers: None,
         })
     }
@@ -253,7 +315,7 @@ impl Sandbox {
     /// Runs `true` in a sandbox: the one way to know that bubblewrap, user
     /// namespaces and cgroups all work together.
     fn probe(&self) -> Result<(), SandboxError> {
-        let session = self.session(self.inner.config.limits)?;
+        let session = self.session(self.inner.config.limits, None)?;
         let workspace = TempDir::new_for(self.owner())?;
         let jail = Jail {
             argv: vec!["true".into()],
@@ -323,6 +385,8 @@ pub struct SessionSandbox {
     sandbox: Sandbox,
     cgroup: SessionCgroup,
     limits: Limits,
+    /// The operator's image this session's root is made of (`None`: the host's).
+    image: Option<String>,
     layers: Option<SessionLayers>,
 }
 
@@ -336,7 +400,7 @@ impl SessionSandbox {
     /// kept on `disk` (nothing when the server is not root: no idmapped
     /// views, the directories stay read-only).
     pub fn mount_layers(&mut self, disk: &SessionDisk) -> Result<(), SandboxError> {
-        let Some(views) = &self.sandbox.inner.views else {
+        let Some(views) = &self.root().views else {
             return Ok(());
         };
         let owner = self.sandbox.inner.identity.unwrap_or((0, 0));
@@ -347,6 +411,20 @@ impl SessionSandbox {
             owner,
         )?);
         Ok(())
+    }
+
+    /// The base this session's root is made of.
+    fn root(&self) -> &BaseRoot {
+        let inner = &self.sandbox.inner;
+        self.image
+            .as_ref()
+            .and_then(|name| inner.images.get(name))
+            .unwrap_or(&inner.host)
+    }
+
+    /// The operator's image the session runs on (`None`: the host's base).
+    pub fn image(&self) -> Option<&str> {
+        self.image.as_deref()
     }
 
     /// The directories this session has a writable layer over.
@@ -365,7 +443,7 @@ impl SessionSandbox {
         let mut argv = vec![text(&inner.bwrap)?.to_string()];
         argv.extend(
             bwrap::arguments(
-                &inner.base,
+                &self.root().base,
                 self.layers.as_ref().map_or(&[][..], |l| l.mounts()),
                 jail,
                 inner.config.network,

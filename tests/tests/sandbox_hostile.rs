@@ -456,3 +456,85 @@ fn turning_the_sandbox_off_is_explicit_logged_and_shown() {
         s.log()
     );
 }
+
+/// A root filesystem holding just bash (and what it links), as an operator's
+/// image would hold a whole distribution.
+fn tiny_image(dir: &Path) {
+    let usr = dir.join("usr");
+    std::fs::create_dir_all(usr.join("bin")).unwrap();
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::write(dir.join("etc/os-release"), "ID=agentflow-tiny-image\n").unwrap();
+    let bash = std::fs::canonicalize("/usr/bin/bash").unwrap();
+    std::fs::copy(&bash, usr.join("bin/bash")).unwrap();
+    let ldd = std::process::Command::new("ldd")
+        .arg(&bash)
+        .output()
+        .unwrap();
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let Some(path) = line.split_whitespace().find(|word| word.starts_with('/')) else {
+            continue;
+        };
+        let real = std::fs::canonicalize(path).unwrap();
+        let inside = Path::new(path).strip_prefix("/").unwrap();
+        // Merged /usr: /lib64/x is /usr/lib64/x.
+        let inside = Path::new("usr").join(inside.strip_prefix("usr").unwrap_or(inside));
+        std::fs::create_dir_all(dir.join(&inside).parent().unwrap()).unwrap();
+        std::fs::copy(real, dir.join(&inside)).unwrap();
+    }
+    for link in ["bin", "lib", "lib64"] {
+        std::os::unix::fs::symlink(format!("usr/{link}"), dir.join(link)).unwrap();
+    }
+}
+
+#[test]
+fn a_session_runs_on_the_operators_image_it_names() {
+    let image_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(image_dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    tiny_image(image_dir.path());
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), PermissionsExt::from_mode(0o711)).unwrap();
+    let s = Server::builder()
+        .plugin("bash")
+        .toml(&format!(
+            "[plugins.bash.config]\nworkspace_root = \"{}\"\n\
+             [plugins.bash.config.sandbox]\nimages = {{ tiny = \"{}\" }}",
+            root.path().join("ws").display(),
+            image_dir.path().display()
+        ))
+        .start();
+    let (code, body) = s.post(
+        "/session/create",
+        json!({"worker_id": "w", "resource_type": "bash", "config": {"image": "tiny"}}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = s.execute(
+        "w",
+        "bash:run",
+        json!({"command": "echo \"$(</etc/os-release)\"; echo added > /etc/added && echo \"$(</etc/added)\"; \
+                            [[ -e /usr/bin/python3 ]] && echo host-python || echo no-python"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["data"]["stdout"], "ID=agentflow-tiny-image\nadded\nno-python\n",
+        "{body}"
+    );
+    assert!(
+        !image_dir.path().join("etc/added").exists(),
+        "the write went to the session's layer, not into the image"
+    );
+    let (code, body) = s.execute("w", "bash:info", json!({}));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["image"], "tiny", "{body}");
+    // Images are chosen by name only.
+    let (code, body) = s.post(
+        "/session/create",
+        json!({"worker_id": "w2", "resource_type": "bash", "config": {"image": "/"}}),
+    );
+    assert_eq!(code, 400, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("image") && message.contains("tiny"),
+        "{message}"
+    );
+}

@@ -126,6 +126,8 @@ pub struct SessionConfig {
     pub env: BTreeMap<String, String>,
     /// The client's `limits` object: tightens `sandbox.limits` (null: none).
     pub limits: Value,
+    /// The operator's base image to run on (`sandbox.images`), by name.
+    pub image: Option<String>,
 }
 
 impl SessionConfig {
@@ -147,9 +149,21 @@ impl SessionConfig {
                 "cwd" => config.cwd = parse_cwd(value)?,
                 "env" => config.env = parse_env(value)?,
                 "limits" => config.limits = value.clone(),
+                "image" => {
+                    config.image = match value {
+                        Value::Null => None,
+                        Value::String(name) => Some(name.clone()),
+                        other => {
+                            return Err(format!(
+                                "session config image: expected the name of an image, got {other}"
+                            ))
+                        }
+                    }
+                }
                 other => {
                     return Err(format!(
-                        "session config: unknown field '{other}', expected 'cwd', 'env' or 'limits'"
+                        "session config: unknown field '{other}', expected 'cwd', 'env', \
+                         'limits' or 'image'"
                     ))
                 }
             }

@@ -298,15 +298,23 @@ impl Settings {
                 let limits = config
                     .sandbox_limits(&sandbox.config().limits)
                     .map_err(PluginError::invalid_params)?;
-                let session = sandbox.session(limits).map_err(|e| {
-                    PluginError::unavailable(format!("cannot create the session's sandbox: {e}"))
-                })?;
+                let session =
+                    sandbox
+                        .session(limits, config.image.as_deref())
+                        .map_err(|e| match e {
+                            sandbox::SandboxError::UnknownImage(message) => {
+                                PluginError::invalid_params(message)
+                            }
+                            e => PluginError::unavailable(format!(
+                                "cannot create the session's sandbox: {e}"
+                            )),
+                        })?;
                 Some(session)
             }
-            None if !config.limits.is_null() => {
+            None if !config.limits.is_null() || config.image.is_some() => {
                 return Err(PluginError::invalid_params(
-                    "session config limits: this server runs bash without a sandbox \
-                     (sandbox.isolation = \"none\"), so no limits can be applied",
+                    "session config limits/image: this server runs bash without a sandbox \
+                     (sandbox.isolation = \"none\"), so neither can be applied",
                 ))
             }
             None => None,

@@ -123,6 +123,14 @@ impl BashSession {
             .unwrap_or_default()
     }
 
+    /// The operator's image the session runs on (`None`: the host's base).
+    pub fn image(&self) -> Option<String> {
+        self.launch
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.image().map(str::to_string))
+    }
+
     /// The session's sandbox limits (`None` without a sandbox).
     pub fn sandbox_limits(&self) -> Option<sandbox::Limits> {
         self.launch.sandbox.as_ref().map(|s| *s.limits())

@@ -131,6 +131,9 @@ pub struct InfoResult {
     pub session_limits: Option<sandbox::Limits>,
     /// Directories the session writes to a layer of its own over (`/usr`, `/opt`).
     pub layered: Vec<String>,
+    /// The operator's image the session runs on (absent: the host's base).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// The directory holding all session directories.
     pub workspace_root: String,
     /// This session's directory.
@@ -330,6 +333,7 @@ pub fn info(
         sandbox: status,
         session_limits: session.sandbox_limits(),
         layered: session.layered(),
+        image: session.image(),
         workspace_root: display(settings.root.path()),
         session_dir: display(session.dir().path()),
         shell: display(&settings.shell),

@@ -133,7 +133,7 @@ impl Settings {
                     .limits
                     .tightened_by(&cfg.limits)
                     .map_err(PluginError::invalid_params)?;
-                let session = sandbox.session(limits).map_err(|e| {
+                let session = sandbox.session(limits, None).map_err(|e| {
                     PluginError::unavailable(format!("cannot create the session's sandbox: {e}"))
                 })?;
                 Some(session::Confinement {
