@@ -193,6 +193,18 @@ impl SandboxStatus {
 }
 
 impl Sandbox {
+    /// The plugin's sandbox as its config says: prepared for `bubblewrap`,
+    /// `None` (with the warning on stderr) for an explicit `none`.
+    pub fn from_config(plugin: &str, config: &SandboxConfig) -> Result<Option<Self>, SandboxError> {
+        match config.isolation {
+            Isolation::Bubblewrap => Self::prepare(plugin, config).map(Some),
+            Isolation::None => {
+                eprintln!("agentflow-{plugin}: warning: {NO_SANDBOX_WARNING}");
+                Ok(None)
+            }
+        }
+    }
+
     /// Checks that sandboxes can be built here (bubblewrap, user namespaces,
     /// cgroups) by running one, and compiles the seccomp filter. `plugin`
     /// names the plugin's cgroups.
@@ -348,6 +360,37 @@ impl Sandbox {
             output.status
         )))
     }
+}
+
+/// Fails, naming the directory and the `setting` to change, unless the
+/// sandbox's user `owner` may pass through `dir` and every directory above it
+/// (bubblewrap runs as that user and opens what it binds by path).
+pub fn ensure_passable(dir: &Path, owner: (u32, u32), setting: &str) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let (uid, gid) = owner;
+    for dir in dir.ancestors() {
+        let meta = std::fs::metadata(dir)?;
+        let mode = meta.mode();
+        let passable = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !passable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the sandbox's user (uid {uid}) cannot pass through {} (mode {:o}): \
+                     allow it (chmod o+x) or choose another {setting}",
+                    dir.display(),
+                    mode & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A temporary directory owned by the sandbox's user, removed on drop.

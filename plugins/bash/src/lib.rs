@@ -118,7 +118,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use plugin_api::{export_plugin, Plugin, PluginError, PluginInfo, SessionModel, Tools};
-use sandbox::{Disks, Isolation, Sandbox, SandboxStatus};
+use sandbox::{Disks, Sandbox, SandboxStatus};
 use serde_json::Value;
 
 pub use crate::config::{PluginConfig, ResourceLimits, SessionConfig};
@@ -194,16 +194,8 @@ impl Plugin for BashPlugin {
     fn warmup(&self, config: &Value) -> Result<(), PluginError> {
         let config = PluginConfig::parse(config).map_err(PluginError::invalid_params)?;
         let shell = find_shell(config.shell.as_deref())?;
-        let sandbox = match config.sandbox.isolation {
-            Isolation::Bubblewrap => Some(
-                Sandbox::prepare("bash", &config.sandbox)
-                    .map_err(|e| PluginError::unavailable(e.to_string()))?,
-            ),
-            Isolation::None => {
-                eprintln!("agentflow-bash: warning: {}", sandbox::NO_SANDBOX_WARNING);
-                None
-            }
-        };
+        let sandbox = Sandbox::from_config("bash", &config.sandbox)
+            .map_err(|e| PluginError::unavailable(e.to_string()))?;
         let owner = sandbox.as_ref().and_then(Sandbox::owner);
         let root_path = config.workspace_root();
         let root = WorkspaceRoot::prepare(&root_path, owner).map_err(|e| {

@@ -72,34 +72,12 @@ impl WorkspaceRoot {
             path: fs::canonicalize(path)?,
             owner,
         };
-        if let Some((uid, _)) = owner {
+        if let Some(owner) = owner {
             fs::set_permissions(&root.path, fs::Permissions::from_mode(0o711))?;
-            root.check_traversable_by(uid)?;
+            sandbox::ensure_passable(&root.path, owner, "workspace_root")?;
         }
         root.remove_stale_dirs();
         Ok(root)
-    }
-
-    /// Fails, naming the directory, when `uid` cannot pass through one of the
-    /// root's ancestors (bubblewrap runs as `uid` and opens the session's
-    /// directory by path).
-    fn check_traversable_by(&self, uid: u32) -> io::Result<()> {
-        use std::os::unix::fs::MetadataExt;
-        for dir in self.path.ancestors().skip(1) {
-            let meta = fs::metadata(dir)?;
-            if meta.mode() & 0o001 == 0 && meta.uid() != uid {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "the sandbox's user (uid {uid}) cannot pass through {} (mode {:o}): \
-                         allow it (chmod o+x) or choose another workspace_root",
-                        dir.display(),
-                        meta.mode() & 0o7777
-                    ),
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Removes session directories left by a host process that no longer

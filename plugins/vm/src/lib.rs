@@ -71,7 +71,7 @@ use base64::Engine as _;
 use plugin_api::{
     export_plugin, CallContext, NoParams, Plugin, PluginError, PluginInfo, SessionModel, Tools,
 };
-use sandbox::{Isolation, Sandbox, SandboxStatus};
+use sandbox::{Sandbox, SandboxStatus};
 use serde_json::{json, Value};
 
 pub use capture::{encode_png, encode_png_with, Screenshot};
@@ -178,16 +178,8 @@ impl Plugin for VmPlugin {
         if display::find_in_path(&cfg.xvfb, None).is_none() {
             return Err(display::missing_xvfb(&cfg.xvfb).into());
         }
-        let sandbox = match cfg.sandbox.isolation {
-            Isolation::Bubblewrap => Some(
-                Sandbox::prepare("vm", &cfg.sandbox)
-                    .map_err(|e| PluginError::unavailable(e.to_string()))?,
-            ),
-            Isolation::None => {
-                eprintln!("agentflow-vm: warning: {}", sandbox::NO_SANDBOX_WARNING);
-                None
-            }
-        };
+        let sandbox = Sandbox::from_config("vm", &cfg.sandbox)
+            .map_err(|e| PluginError::unavailable(e.to_string()))?;
         let owner = sandbox.as_ref().and_then(Sandbox::owner);
         cfg.run_dir = session::prepare_run_dir(&cfg.run_dir, owner).map_err(|e| {
             PluginError::unavailable(format!(

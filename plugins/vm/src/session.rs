@@ -368,20 +368,7 @@ pub fn prepare_run_dir(path: &Path, owner: Option<(u32, u32)>) -> io::Result<Pat
         let mode = meta.mode() & 0o7777;
         fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o011))?;
     }
-    for dir in path.ancestors() {
-        let meta = fs::metadata(dir)?;
-        if !passable(&meta, uid, gid) {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "the sandbox's user (uid {uid}) cannot pass through {} (mode {:o}): \
-                     allow it (chmod o+x) or choose another run_dir",
-                    dir.display(),
-                    meta.mode() & 0o7777
-                ),
-            ));
-        }
-    }
+    sandbox::ensure_passable(&path, (uid, gid), "run_dir")?;
     Ok(path)
 }
 
