@@ -89,6 +89,9 @@ pub enum SandboxError {
     /// `bwrap` runs but cannot build a sandbox here.
     #[error("bubblewrap cannot build a sandbox on this host: {0}")]
     RuntimeFailed(String),
+    /// Workspace disks cannot be made.
+    #[error("{0}")]
+    Disk(String),
     /// Writable layers cannot be made.
     #[error(transparent)]
     Layers(#[from] layers::LayerError),
@@ -266,6 +269,26 @@ impl Sandbox {
     /// server's: the files a plugin makes for a session must belong to it.
     pub fn owner(&self) -> Option<(u32, u32)> {
         self.inner.identity
+    }
+
+    /// Disks for the sessions' workspaces, their images kept in `dir`
+    /// (`None` with `limits.disk_bytes = 0`).
+    pub fn disks(&self, dir: &Path) -> Result<Option<Disks>, SandboxError> {
+        let bytes = self.inner.config.limits.disk_bytes;
+        if bytes == 0 {
+            return Ok(None);
+        }
+        // SAFETY: getuid/getgid have no preconditions.
+        let owner = self
+            .inner
+            .identity
+            .unwrap_or_else(|| unsafe { (libc::getuid(), libc::getgid()) });
+        Disks::prepare(dir, bytes, owner).map(Some).map_err(|e| {
+            SandboxError::Disk(format!(
+                "{e} (workspaces are disks of their own; set sandbox.limits.disk_bytes = 0 \
+                     to keep them on the host's disk, unlimited)"
+            ))
+        })
     }
 
     /// What status pages show.

@@ -204,21 +204,11 @@ impl Plugin for BashPlugin {
                 root_path.display()
             ))
         })?;
-        let disk_bytes = config.sandbox.limits.disk_bytes;
         let disks = match &sandbox {
-            Some(_) if disk_bytes > 0 => {
-                // SAFETY: getuid/getgid have no preconditions.
-                let owner = owner.unwrap_or_else(|| unsafe { (libc::getuid(), libc::getgid()) });
-                let dir = root.path().join(".disks");
-                let disks = Disks::prepare(&dir, disk_bytes, owner).map_err(|e| {
-                    PluginError::unavailable(format!(
-                        "{e} (workspaces are disks of their own; set \
-                         sandbox.limits.disk_bytes = 0 to keep them on the host's disk, unlimited)"
-                    ))
-                })?;
-                Some(disks)
-            }
-            _ => None,
+            Some(sandbox) => sandbox
+                .disks(&root.path().join(".disks"))
+                .map_err(|e| PluginError::unavailable(e.to_string()))?,
+            None => None,
         };
         let spawner =
             Arc::new(Spawner::start().map_err(|e| {

@@ -103,6 +103,9 @@ struct Settings {
     config: PluginConfig,
     /// `None` with `sandbox.isolation = "none"`.
     sandbox: Option<Sandbox>,
+    /// Disks for sessions' directories (`None` without a sandbox or with
+    /// `disk_bytes = 0`).
+    disks: Option<Arc<sandbox::Disks>>,
 }
 
 impl VmPlugin {
@@ -139,6 +142,7 @@ impl Settings {
                 Some(session::Confinement {
                     sandbox: session,
                     owner: sandbox.owner(),
+                    disks: self.disks.clone(),
                 })
             }
             None if !cfg.limits.is_null() => {
@@ -188,9 +192,17 @@ impl Plugin for VmPlugin {
             ))
         })?;
         session::sweep_stale_dirs(&cfg.run_dir);
+        let disks = match &sandbox {
+            Some(sandbox) => sandbox
+                .disks(&cfg.run_dir.join(".disks"))
+                .map_err(|e| PluginError::unavailable(e.to_string()))?
+                .map(Arc::new),
+            None => None,
+        };
         let settings = Settings {
             config: cfg,
             sandbox,
+            disks,
         };
         *self
             .settings

@@ -5,10 +5,10 @@ use std::fs::{self, DirBuilder, File};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
-use sandbox::{Limits, SessionSandbox};
+use sandbox::{Disks, Limits, SessionDisk, SessionSandbox};
 
 use crate::config::{PluginConfig, SessionConfig};
 use crate::desktop::Desktop;
@@ -25,6 +25,9 @@ pub struct Confinement {
     /// Host `(uid, gid)` of the sandboxed programs when it differs from the
     /// server's: the session's directory and cookie must belong to it.
     pub owner: Option<(u32, u32)>,
+    /// Where the session's directory gets a disk of its own (with writable
+    /// layers on it), `None` to keep it on the host's disk.
+    pub disks: Option<Arc<Disks>>,
 }
 
 /// How long session creation waits for a window manager to announce itself.
@@ -39,6 +42,8 @@ struct Processes {
     programs: Vec<Program>,
     /// Dropped right after the programs: kills whatever of them is left.
     sandbox: Option<SessionSandbox>,
+    /// The session directory's disk: unmounted once the programs are gone.
+    disk: Option<SessionDisk>,
     /// Whether the programs were sandboxed (then all their processes were in
     /// the sandbox's cgroup, which `stop` empties).
     sandboxed: bool,
@@ -58,6 +63,7 @@ impl Processes {
             // is empty when it is removed.
             sandbox.kill_all();
         }
+        self.disk.take();
         if let Some(mut x) = self.xvfb.take() {
             x.stop();
         }
@@ -107,7 +113,9 @@ impl VmSession {
     ) -> VmResult<Self> {
         let owner = confinement.as_ref().and_then(|c| c.owner);
         let dir = create_session_dir(&plugin.run_dir, id, owner)?;
-        let result = Self::start(id, plugin, confinement, cfg, &dir);
+        let mut confinement = confinement;
+        let result = attach_disk(confinement.as_mut(), &dir)
+            .and_then(|disk| Self::start(id, plugin, confinement, disk, cfg, &dir));
         if result.is_err() {
             let _ = fs::remove_dir_all(&dir);
         }
@@ -118,6 +126,7 @@ impl VmSession {
         id: &str,
         plugin: &PluginConfig,
         confinement: Option<Confinement>,
+        disk: Option<SessionDisk>,
         cfg: &SessionConfig,
         dir: &Path,
     ) -> VmResult<Self> {
@@ -136,6 +145,7 @@ impl VmSession {
             programs: Vec::new(),
             sandboxed: confinement.is_some(),
             sandbox: confinement.map(|c| c.sandbox),
+            disk,
             xvfb: None,
             spawner: Some(spawner),
         };
@@ -385,6 +395,26 @@ fn passable(meta: &fs::Metadata, uid: u32, gid: u32) -> bool {
     }
 }
 
+/// Mounts a disk of its own on the session's directory, and the sandbox's
+/// writable layers on that disk, when the confinement has disks.
+fn attach_disk(confinement: Option<&mut Confinement>, dir: &Path) -> VmResult<Option<SessionDisk>> {
+    let Some(confinement) = confinement else {
+        return Ok(None);
+    };
+    let bytes = confinement.sandbox.limits().disk_bytes;
+    let Some(disks) = confinement.disks.as_ref().filter(|_| bytes > 0) else {
+        return Ok(None);
+    };
+    let disk = disks
+        .attach(dir, bytes)
+        .map_err(|e| VmError::Unavailable(format!("cannot give the session its disk: {e}")))?;
+    confinement
+        .sandbox
+        .mount_layers(&disk)
+        .map_err(|e| VmError::Unavailable(format!("cannot give the session its layers: {e}")))?;
+    Ok(Some(disk))
+}
+
 /// Creates a fresh session directory (mode 0700, owned by `owner` if given).
 fn create_session_dir(run_dir: &Path, id: &str, owner: Option<(u32, u32)>) -> VmResult<PathBuf> {
     let dir = session_dir(run_dir, id);
@@ -488,6 +518,8 @@ pub fn sweep_stale_dirs(root: &Path) {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
+            // A dead server's session disk may still be mounted there.
+            sandbox::disk::detach(&e.path());
             let _ = std::fs::remove_dir_all(e.path());
         }
     }

@@ -296,3 +296,46 @@ fn background_processes_outlive_their_command_line_until_cleanup() {
     p.cleanup(&s).unwrap();
     assert!(session_processes(id).is_empty());
 }
+
+#[test]
+fn a_sessions_directory_is_a_disk_of_its_own_and_usr_a_layer_of_its_own() {
+    let p = plugin();
+    let tool = format!("agentflow-vm-layer-{}", std::process::id());
+    let s = session(
+        &p,
+        "vm_w3_001_disk",
+        json!({
+            "screen_size": [320, 240],
+            "limits": {"disk_bytes": 32u64 << 20},
+            "programs": [format!(
+                "dd if=/dev/zero of=fill bs=1M count=64 > dd.txt 2>&1; \
+                 echo hi > /usr/local/bin/{tool} && cat /usr/local/bin/{tool} > layer.txt 2>&1; \
+                 touch done"
+            )],
+        }),
+    );
+    let dir = s.dir().to_path_buf();
+    assert!(
+        eventually(Duration::from_secs(20), || dir.join("done").exists()),
+        "the program never finished; programs.log: {}",
+        read(&dir.join("programs.log"))
+    );
+    let dd = read(&dir.join("dd.txt"));
+    assert!(dd.contains("No space left on device"), "{dd}");
+    assert!(
+        std::fs::metadata(dir.join("fill")).unwrap().len() <= 32 << 20,
+        "the disk stopped the write"
+    );
+    assert_eq!(read(&dir.join("layer.txt")).trim(), "hi");
+    assert!(
+        !Path::new("/usr/local/bin").join(&tool).exists(),
+        "the write to /usr stayed in the session's layer"
+    );
+    p.cleanup(&s).unwrap();
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(dir.to_string_lossy().as_ref()))
+        .count();
+    assert_eq!(mounted, 0, "the disk is unmounted at cleanup");
+}
