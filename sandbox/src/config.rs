@@ -16,7 +16,7 @@ const GIB: u64 = 1024 * MIB;
 pub struct SandboxConfig {
     /// `bubblewrap` (the default) or `none`.
     pub isolation: Isolation,
-    /// `none` (the default: the session's own loopback only) or `host`.
+    /// `none` (the default: the session's own loopback only), `egress` or `host`.
     pub network: Network,
     /// Host uid the sandbox runs as when the server runs as root (inside, it
     /// is root of its own user namespace). Default 65534 (`nobody`).
@@ -25,6 +25,8 @@ pub struct SandboxConfig {
     pub gid: u32,
     /// The `bwrap` program; default `bwrap` on `PATH`.
     pub bwrap: Option<PathBuf>,
+    /// The `slirp4netns` program for `network = "egress"`; default on `PATH`.
+    pub slirp4netns: Option<PathBuf>,
     /// Per-session limits (the most a client may ask for).
     pub limits: Limits,
     /// Base images a session may name (`"image": "<name>"` in its config):
@@ -41,6 +43,7 @@ impl Default for SandboxConfig {
             uid: 65534,
             gid: 65534,
             bwrap: None,
+            slirp4netns: None,
             limits: Limits::default(),
             images: Default::default(),
         }
@@ -74,6 +77,9 @@ impl Isolation {
 pub enum Network {
     /// A network namespace of its own with only a loopback interface.
     None,
+    /// Its own network namespace with outbound connections through
+    /// slirp4netns; the host's loopback (the server's port) stays unreachable.
+    Egress,
     /// The host's network, the server's own ports included (operator only).
     Host,
 }
@@ -83,6 +89,7 @@ impl Network {
     pub fn name(self) -> &'static str {
         match self {
             Self::None => "none",
+            Self::Egress => "egress",
             Self::Host => "host",
         }
     }

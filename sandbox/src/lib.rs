@@ -50,6 +50,7 @@ mod bwrap;
 pub mod cgroup;
 mod config;
 pub mod disk;
+mod egress;
 mod enter;
 pub mod layers;
 pub mod seccomp;
@@ -68,6 +69,7 @@ pub use crate::bwrap::{Bind, Jail};
 use crate::cgroup::{Cgroups, SessionCgroup};
 pub use crate::config::{Isolation, Limits, Network, SandboxConfig};
 pub use crate::disk::{Disks, SessionDisk};
+pub use crate::egress::Egress;
 pub use crate::enter::{Entry, EntryStep};
 use crate::layers::{BaseViews, SessionLayers};
 
@@ -86,6 +88,12 @@ pub enum SandboxError {
          (scripts/setup.sh does), or set sandbox.isolation = \"none\" to run without a sandbox"
     )]
     RuntimeMissing(String),
+    /// `slirp4netns` is not installed (needed for `network = "egress"`).
+    #[error(
+        "slirp4netns (`{0}`) is not installed, and network = \"egress\" needs it: install the \
+         Debian package `slirp4netns` (scripts/setup.sh does)"
+    )]
+    SlirpMissing(String),
     /// `bwrap` runs but cannot build a sandbox here.
     #[error("bubblewrap cannot build a sandbox on this host: {0}")]
     RuntimeFailed(String),
@@ -117,6 +125,8 @@ pub struct Sandbox {
 struct Inner {
     config: SandboxConfig,
     bwrap: PathBuf,
+    /// With `network = "egress"`.
+    slirp4netns: Option<PathBuf>,
     /// The host's base, then the operator's images by name.
     host: BaseRoot,
     images: std::collections::BTreeMap<String, BaseRoot>,
@@ -221,6 +231,19 @@ impl Sandbox {
         let wanted = config.bwrap.clone().unwrap_or_else(|| "bwrap".into());
         let bwrap = find_program(&wanted)
             .ok_or_else(|| SandboxError::RuntimeMissing(wanted.display().to_string()))?;
+        let slirp4netns = match config.network {
+            Network::Egress => {
+                let wanted = config
+                    .slirp4netns
+                    .clone()
+                    .unwrap_or_else(|| "slirp4netns".into());
+                Some(
+                    find_program(&wanted)
+                        .ok_or_else(|| SandboxError::SlirpMissing(wanted.display().to_string()))?,
+                )
+            }
+            _ => None,
+        };
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
         let identity = root.then_some((config.uid, config.gid));
@@ -249,6 +272,7 @@ impl Sandbox {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 bwrap,
+                slirp4netns,
                 host: BaseRoot::prepare(bwrap::Base::host(), identity)?,
                 images,
                 seccomp: seccomp::compile()?,
@@ -308,6 +332,8 @@ impl Sandbox {
             images: self.inner.images.keys().cloned().collect(),
             warning: if self.inner.config.network == Network::Host {
                 Some("sandbox.network = \"host\": sessions reach the host's network and the server's port")
+            } else if self.inner.config.network == Network::Egress {
+                Some("sandbox.network = \"egress\": sessions reach outside networks (not the host's loopback)")
             } else if self.inner.config.limits.disk_bytes == 0 {
                 Some("sandbox.limits.disk_bytes = 0: workspaces can fill the host's disk")
             } else {
@@ -527,6 +553,20 @@ impl SessionSandbox {
                 identity: inner.identity,
             },
         })
+    }
+
+    /// With `network = "egress"`: connects the network namespace of host
+    /// process `pid` (a process of this sandbox) to the outside; the returned
+    /// guard keeps it connected. `None` for other network modes.
+    pub fn connect_network(&self, pid: i32) -> Result<Option<Egress>, SandboxError> {
+        let Some(slirp) = &self.sandbox.inner.slirp4netns else {
+            return Ok(None);
+        };
+        Ok(Some(Egress::connect(
+            slirp,
+            pid,
+            self.cgroup.procs_files()?,
+        )?))
     }
 
     /// Host pids of every process of the session (bubblewrap's included).

@@ -538,3 +538,112 @@ fn a_session_runs_on_the_operators_image_it_names() {
         "{message}"
     );
 }
+
+/// A network namespace of the test's own, joined to the host by a veth pair:
+/// the "outside" an egress sandbox may reach (test traffic never leaves the
+/// machine). Removed on drop.
+struct Outside {
+    netns: String,
+    address: String,
+}
+
+impl Outside {
+    fn new() -> Self {
+        let id = std::process::id();
+        let netns = format!("afe-{id}");
+        let (host_if, ns_if) = (format!("afe{id}h"), format!("afe{id}n"));
+        let net = 1 + id % 250;
+        let address = format!("10.233.{net}.2");
+        let ip = |args: &str| {
+            let status = std::process::Command::new("ip")
+                .args(args.split_whitespace())
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args}");
+        };
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &netns])
+            .status();
+        ip(&format!("netns add {netns}"));
+        ip(&format!("link add {host_if} type veth peer name {ns_if}"));
+        ip(&format!("link set {ns_if} netns {netns}"));
+        ip(&format!("addr add 10.233.{net}.1/30 dev {host_if}"));
+        ip(&format!("link set {host_if} up"));
+        ip(&format!("-n {netns} addr add {address}/30 dev {ns_if}"));
+        ip(&format!("-n {netns} link set {ns_if} up"));
+        Self { netns, address }
+    }
+
+    /// Accepts one connection on `port` in the namespace; returns what came.
+    fn listen_once(&self, port: u16) -> std::process::Child {
+        let script = format!(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('{}', {port}))\ns.listen(1)\nprint('listening', flush=True)\n\
+             s.settimeout(30)\nc,_=s.accept()\nprint(c.recv(100).decode().strip(), flush=True)\n",
+            self.address
+        );
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &self.netns, "python3", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.as_mut().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        assert_eq!(line.trim(), "listening");
+        child
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the veth pair with it.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+    }
+}
+
+#[test]
+fn egress_reaches_outside_networks_but_not_the_hosts_loopback() {
+    let outside = Outside::new();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), PermissionsExt::from_mode(0o711)).unwrap();
+    let s = Server::builder()
+        .plugin("bash")
+        .toml(&format!(
+            "[plugins.bash.config]\nworkspace_root = \"{}\"\n\
+             [plugins.bash.config.sandbox]\nnetwork = \"egress\"",
+            root.path().join("ws").display()
+        ))
+        .start();
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let listener = outside.listen_once(port);
+    let (code, body) = s.execute(
+        "w",
+        "bash:run",
+        json!({"command": format!(
+            "echo hello-egress > /dev/tcp/{}/{port} && echo sent", outside.address
+        )}),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["stdout"], "sent\n", "{body}");
+    let got = listener.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "hello-egress");
+    // The host's loopback, the server's port on it, stays out of reach.
+    let server_port = s.base.rsplit(':').next().unwrap().to_string();
+    for address in ["127.0.0.1", "10.0.2.2"] {
+        let (code, body) = s.execute(
+            "w",
+            "bash:run",
+            json!({"command": format!(
+                "timeout 5 bash -c 'echo > /dev/tcp/{address}/{server_port}' 2>/dev/null && echo CONNECTED || echo refused"
+            )}),
+        );
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["data"]["stdout"], "refused\n", "{address}: {body}");
+    }
+    let (code, body) = s.execute("w", "bash:info", json!({}));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["sandbox"]["network"], "egress", "{body}");
+}

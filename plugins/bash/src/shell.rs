@@ -38,6 +38,9 @@ pub enum StartError {
     /// Plumbing failed.
     #[error("cannot set up the shell's pipes: {0}")]
     Io(#[from] io::Error),
+    /// The sandbox's outbound network could not be set up.
+    #[error("cannot connect the sandbox's network: {0}")]
+    Network(#[from] sandbox::SandboxError),
 }
 
 /// What a command wrote.
@@ -95,6 +98,8 @@ pub struct Shell {
     /// In a sandbox: a pidfd of the shell itself (signals to bubblewrap would
     /// end the sandbox, not reach the shell).
     sandboxed_shell: Option<OwnedFd>,
+    /// With `network = "egress"`: the shell's namespace's way out.
+    egress: Option<sandbox::Egress>,
     processes: SessionProcesses,
     script: File,
     status: File,
@@ -130,6 +135,7 @@ impl Shell {
         let mut shell = Self {
             processes: SessionProcesses::new(false, process.pid()),
             sandboxed_shell: None,
+            egress: None,
             process,
             script,
             status,
@@ -144,11 +150,12 @@ impl Shell {
         match shell.wait_for(0, &mut script, &mut output, deadline, &|| false)? {
             Event::Status(status) => {
                 shell.cwd = status.cwd;
-                if spec.sandbox.is_some() {
+                if let Some(sandbox) = &spec.sandbox {
                     // The shell answered, so it runs: it is bubblewrap's only child.
                     let pid = only_child(shell.process.pid())?;
                     shell.sandboxed_shell = Some(process::pidfd_open(pid)?);
                     shell.processes = SessionProcesses::new(true, pid);
+                    shell.egress = sandbox.connect_network(pid)?;
                 }
                 Ok(shell)
             }

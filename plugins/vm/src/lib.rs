@@ -182,6 +182,14 @@ impl Plugin for VmPlugin {
         if display::find_in_path(&cfg.xvfb, None).is_none() {
             return Err(display::missing_xvfb(&cfg.xvfb).into());
         }
+        if cfg.sandbox.network == sandbox::Network::Egress {
+            // Each program has a network namespace of its own: one slirp4netns
+            // each is not worth it until someone needs it.
+            return Err(PluginError::invalid_params(
+                "sandbox.network = \"egress\" is not supported by the vm plugin (use \"none\" \
+                 or \"host\")",
+            ));
+        }
         let sandbox = Sandbox::from_config("vm", &cfg.sandbox)
             .map_err(|e| PluginError::unavailable(e.to_string()))?;
         let owner = sandbox.as_ref().and_then(Sandbox::owner);
