@@ -100,12 +100,18 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
     let unsandboxed = unsandboxed(cx, lib).await?;
     let (sc, uc) = (sandboxed.kind("create"), unsandboxed.cycle.kind("create"));
     let (sr, ur) = (sandboxed.kind("run"), unsandboxed.cycle.kind("run"));
+    section.note(
+        "`isolation = \"none\"` answers `bash:run` slower than the sandbox: without a PID \
+         namespace each call scans the host's `/proc` for the session's processes.",
+    );
     for (q, name) in [(0.5, "p50"), (0.99, "p99")] {
         let create = Fig::ms(sc.latency_ms(q));
-        section.row(
-            Row::new(format!("sandboxed session create {name}"), create)
-                .vs("isolation none", Fig::ms(uc.latency_ms(q))),
-        );
+        let mut row = Row::new(format!("sandboxed session create {name}"), create)
+            .vs("isolation none", Fig::ms(uc.latency_ms(q)));
+        if q == 0.5 {
+            row = row.target("< 30 ms", sc.latency_ms(q) < 30.0);
+        }
+        section.row(row);
         section.row(
             Row::new(format!("sandboxed session create {name}"), create)
                 .vs(&format!("`bash -c` spawn {name}"), Fig::ms(s.latency_ms(q))),
@@ -118,13 +124,15 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
             .vs("isolation none", Fig::ms(ur.latency_ms(q))),
         );
         let u = unsandboxed.run.total();
-        section.row(
-            Row::new(
-                format!("`bash:run \"echo hi\"` c=1 {name}, sandboxed"),
-                Fig::ms(r.latency_ms(q)),
-            )
-            .vs("isolation none", Fig::ms(u.latency_ms(q))),
-        );
+        let mut row = Row::new(
+            format!("`bash:run \"echo hi\"` c=1 {name}, sandboxed"),
+            Fig::ms(r.latency_ms(q)),
+        )
+        .vs("isolation none", Fig::ms(u.latency_ms(q)));
+        if q == 0.5 {
+            row = row.target("< 1 ms", r.latency_ms(q) < 1.0);
+        }
+        section.row(row);
     }
 
     eprintln!(
@@ -175,13 +183,10 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
         eprintln!("  errors: {:?}", m.samples);
     }
     if let Some(bytes) = idle_session_memory(server.pid) {
-        section.row(
-            Row::new(
-                "memory per idle sandboxed session (its cgroup's usage)",
-                Fig::mib(bytes / (1024.0 * 1024.0)),
-            )
-            .vs("memory limit", Fig::mib(2048.0)),
-        );
+        section.row(Row::new(
+            "memory per idle sandboxed session (its cgroup's usage)",
+            Fig::mib(bytes / (1024.0 * 1024.0)),
+        ));
     }
     parallel(MANY_SESSIONS, 8, move |w| async move {
         api.destroy_session(&many_worker(w), "bash").await
