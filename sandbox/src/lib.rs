@@ -9,7 +9,7 @@
 //! (Flatpak) tool that creates the namespaces and mounts and applies a seccomp
 //! filter, and, with `--die-with-parent`, dies with the server: no process of
 //! a session outlives the server, even one killed with SIGKILL. Its start
-//! costs a few milliseconds. An OCI runtime (`crun`) would also do cgroups,
+//! costs a few milliseconds. An OCI runtime (Debian packages one) would also do cgroups,
 //! but it leaves containers running when its caller is killed, and needs a
 //! bundle on disk per session.
 //!

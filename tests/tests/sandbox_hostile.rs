@@ -20,18 +20,25 @@ struct Fixture {
 
 const HOST_SECRET: &str = "AGENTFLOW_E2E_HOST_SECRET";
 
-fn fixture() -> Fixture {
+/// A server with the bash plugin, a private workspace root (its parent
+/// passable for the sandbox's user) and `sandbox` as the lines of its
+/// `[plugins.bash.config.sandbox]` table.
+fn bash_server(sandbox: &str, env: &[(&str, &str)]) -> (Server, PathBuf, tempfile::TempDir) {
     let root_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(root_dir.path(), PermissionsExt::from_mode(0o711)).unwrap();
     let root = root_dir.path().join("ws");
-    let server = Server::builder()
-        .plugin("bash")
-        .env(HOST_SECRET, "do-not-leak")
-        .toml(&format!(
-            "[plugins.bash.config]\nworkspace_root = \"{}\"",
-            root.display()
-        ))
-        .start();
+    let mut builder = Server::builder().plugin("bash").toml(&format!(
+        "[plugins.bash.config]\nworkspace_root = \"{}\"\n[plugins.bash.config.sandbox]\n{sandbox}",
+        root.display()
+    ));
+    for (key, value) in env {
+        builder = builder.env(key, value);
+    }
+    (builder.start(), root, root_dir)
+}
+
+fn fixture() -> Fixture {
+    let (server, root, root_dir) = bash_server("", &[(HOST_SECRET, "do-not-leak")]);
     let f = Fixture {
         server,
         root,
@@ -432,16 +439,7 @@ fn the_sandbox_is_shown_in_status() {
 
 #[test]
 fn turning_the_sandbox_off_is_explicit_logged_and_shown() {
-    let root = tempfile::tempdir().unwrap();
-    let s = Server::builder()
-        .plugin("bash")
-        .server("warmup = [\"bash\"]")
-        .toml(&format!(
-            "[plugins.bash.config]\nworkspace_root = \"{}\"\n\
-             [plugins.bash.config.sandbox]\nisolation = \"none\"",
-            root.path().join("ws").display()
-        ))
-        .start();
+    let (s, _root, _dir) = bash_server("isolation = \"none\"", &[]);
     let (code, body) = s.get("/warmup/status");
     assert_eq!(code, 200, "{body}");
     let warnings = body["data"]["backends"]["bash"]["warnings"].to_string();
@@ -492,17 +490,10 @@ fn a_session_runs_on_the_operators_image_it_names() {
     let image_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(image_dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
     tiny_image(image_dir.path());
-    let root = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(root.path(), PermissionsExt::from_mode(0o711)).unwrap();
-    let s = Server::builder()
-        .plugin("bash")
-        .toml(&format!(
-            "[plugins.bash.config]\nworkspace_root = \"{}\"\n\
-             [plugins.bash.config.sandbox]\nimages = {{ tiny = \"{}\" }}",
-            root.path().join("ws").display(),
-            image_dir.path().display()
-        ))
-        .start();
+    let (s, _root, _dir) = bash_server(
+        &format!("images = {{ tiny = \"{}\" }}", image_dir.path().display()),
+        &[],
+    );
     let (code, body) = s.post(
         "/session/create",
         json!({"worker_id": "w", "resource_type": "bash", "config": {"image": "tiny"}}),
@@ -607,16 +598,7 @@ impl Drop for Outside {
 #[test]
 fn egress_reaches_outside_networks_but_not_the_hosts_loopback() {
     let outside = Outside::new();
-    let root = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(root.path(), PermissionsExt::from_mode(0o711)).unwrap();
-    let s = Server::builder()
-        .plugin("bash")
-        .toml(&format!(
-            "[plugins.bash.config]\nworkspace_root = \"{}\"\n\
-             [plugins.bash.config.sandbox]\nnetwork = \"egress\"",
-            root.path().join("ws").display()
-        ))
-        .start();
+    let (s, _root, _dir) = bash_server("network = \"egress\"", &[]);
     let port = 20000 + (std::process::id() % 20000) as u16;
     let listener = outside.listen_once(port);
     let (code, body) = s.execute(
