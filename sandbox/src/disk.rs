@@ -114,11 +114,6 @@ impl Disks {
         })
     }
 
-    /// The size of each disk, bytes.
-    pub fn bytes(&self) -> u64 {
-        self.shared.bytes
-    }
-
     /// Mounts a fresh disk's workspace on `target` (an empty directory). With
     /// `bytes` other than the pool's size, a disk of that size is made for it.
     pub fn attach(&self, target: &Path, bytes: u64) -> Result<SessionDisk, DiskError> {

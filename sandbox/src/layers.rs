@@ -93,11 +93,6 @@ impl BaseViews {
         }
         Ok(base)
     }
-
-    /// The names of the layered directories (`usr`, `opt`).
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.views.iter().map(|(name, _)| name.as_str())
-    }
 }
 
 impl Drop for BaseViews {

@@ -132,16 +132,6 @@ impl SessionSandbox {
         )?))
     }
 
-    /// Host pids of every process of the session (bubblewrap's included).
-    pub fn pids(&self) -> Vec<i32> {
-        self.cgroup.pids()
-    }
-
-    /// Times the kernel killed a process of the session for memory.
-    pub fn oom_kills(&self) -> u64 {
-        self.cgroup.oom_kills()
-    }
-
     /// Kills every process of the session.
     pub fn kill_all(&self) {
         self.cgroup.kill_all();
