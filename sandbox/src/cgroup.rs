@@ -235,6 +235,25 @@ impl SessionCgroup {
             .unwrap_or_default()
     }
 
+    /// Times the kernel's OOM killer acted in this group (v1
+    /// `memory.oom_control`, v2 `memory.events`: the `oom_kill` line).
+    pub fn oom_kills(&self) -> u64 {
+        let file = match self.version {
+            Version::V2 => "memory.events",
+            Version::V1 => "memory.oom_control",
+        };
+        self.dirs
+            .iter()
+            .find_map(|dir| fs::read_to_string(dir.join(file)).ok())
+            .and_then(|text| {
+                text.lines().find_map(|line| {
+                    let (key, value) = line.split_once(' ')?;
+                    (key == "oom_kill").then(|| value.trim().parse().ok())?
+                })
+            })
+            .unwrap_or(0)
+    }
+
     /// Kills every process in the group and waits (up to two seconds) until
     /// none is left.
     pub fn kill_all(&self) {

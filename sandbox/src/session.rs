@@ -132,6 +132,11 @@ impl SessionSandbox {
         )?))
     }
 
+    /// Times the kernel killed a process of the session at its memory limit.
+    pub fn oom_kills(&self) -> u64 {
+        self.cgroup.oom_kills()
+    }
+
     /// Kills every process of the session.
     pub fn kill_all(&self) {
         self.cgroup.kill_all();

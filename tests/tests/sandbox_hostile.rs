@@ -328,14 +328,22 @@ fn memory_and_tmp_hogs_are_stopped_inside_the_session() {
         json!({"limits": {"memory_bytes": 128u64 << 20, "tmp_bytes": 16u64 << 20}}),
     );
     // tail keeps a line in memory until it ends: this one never does.
-    let (out, rc) = f.run(
-        "w",
-        "head -c 512M /dev/zero | tail -n 1 >/dev/null; echo rc=$?",
-    );
+    let (code, body) = f.run_within("w", "head -c 512M /dev/zero | tail -n 1 >/dev/null", 60);
+    assert_eq!(code, 200, "{body}");
+    let data = &body["data"];
+    assert_eq!(data["return_code"], 137, "{data}");
+    assert_eq!(data["memory_limit_reached"], true, "{data}");
     assert!(
-        out.contains("rc=137") || out.contains("Killed"),
-        "{out} {rc}"
+        data["stderr"]
+            .as_str()
+            .unwrap_or("")
+            .contains("memory limit of 128 MiB"),
+        "{data}"
     );
+    // The next failing command does not report it again.
+    let (code, body) = f.run_within("w", "false", 10);
+    assert_eq!(code, 200, "{body}");
+    assert!(body["data"].get("memory_limit_reached").is_none(), "{body}");
     let (out, _) = f.run(
         "w",
         "dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; echo rc=$?",

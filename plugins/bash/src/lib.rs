@@ -3,9 +3,11 @@
 //! # Tools
 //!
 //! * `run {command, timeout?}` → `{stdout, stderr, return_code, cwd, timed_out,
-//!   truncated, shell_restarted}`. The command runs in the session's shell, so
-//!   `cd`, variables and functions persist. A non-zero exit is a result, not an
-//!   error. Output is captured per stream up to `output_limit_bytes` (the rest
+//!   truncated, shell_restarted, memory_limit_reached?}`. The command runs in
+//!   the session's shell, so `cd`, variables and functions persist. A
+//!   non-zero exit is a result, not an error; when the kernel killed one of
+//!   its processes at the session's memory limit, the result says so
+//!   (`memory_limit_reached`, and a line in stderr). Output is captured per stream up to `output_limit_bytes` (the rest
 //!   is read and dropped, `truncated: true`) and returned as text: invalid
 //!   UTF-8 is replaced with U+FFFD (lossy; move binary data with `read_file`).
 //!   Commands read stdin from `/dev/null`.

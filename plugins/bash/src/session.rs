@@ -60,6 +60,8 @@ pub enum RunError {
 pub struct BashSession {
     dir: SessionDir,
     launch: LaunchSpec,
+    /// OOM kills of the session's cgroup already reported.
+    oom_reported: std::sync::atomic::AtomicU64,
     spawner: Arc<Spawner>,
     output_limit: usize,
     state: Mutex<State>,
@@ -99,6 +101,7 @@ impl BashSession {
         Ok(Self {
             dir,
             launch,
+            oom_reported: std::sync::atomic::AtomicU64::new(0),
             spawner,
             output_limit,
             state: Mutex::new(State {
@@ -121,6 +124,18 @@ impl BashSession {
             .as_ref()
             .map(|s| s.layered())
             .unwrap_or_default()
+    }
+
+    /// How many processes the kernel killed at the session's memory limit
+    /// since the last time this was asked, and the limit (`None` without a
+    /// sandbox).
+    pub fn new_oom_kills(&self) -> Option<(u64, u64)> {
+        let sandbox = self.launch.sandbox.as_ref()?;
+        let total = sandbox.oom_kills();
+        let seen = self
+            .oom_reported
+            .swap(total, std::sync::atomic::Ordering::Relaxed);
+        Some((total.saturating_sub(seen), sandbox.limits().memory_bytes))
     }
 
     /// The operator's image the session runs on (`None`: the host's base).

@@ -56,6 +56,10 @@ pub struct RunResult {
     /// otherwise): working directory, variables, functions and background
     /// jobs were reset.
     pub shell_restarted: bool,
+    /// The kernel killed a process of the command at the session's memory
+    /// limit (stderr says so too). Absent when it did not.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub memory_limit_reached: bool,
 }
 
 /// How file content is encoded in JSON.
@@ -176,15 +180,31 @@ pub fn run(
     let call_left = cx.remaining();
     let deadline = Instant::now() + limit.min(call_left);
     match session.run(&params.command, deadline, &|| cx.is_cancelled()) {
-        Ok(done) => Ok(RunResult {
-            truncated: done.output.is_truncated(),
-            stdout: done.output.stdout.to_text(),
-            stderr: done.output.stderr.to_text(),
-            return_code: done.return_code,
-            cwd: done.cwd,
-            timed_out: false,
-            shell_restarted: done.shell_restarted,
-        }),
+        Ok(done) => {
+            let mut stderr = done.output.stderr.to_text();
+            // Only a failed command can have lost a process to the limit.
+            let oom = match done.return_code {
+                0 => None,
+                _ => session.new_oom_kills().filter(|(kills, _)| *kills > 0),
+            };
+            if let Some((kills, limit)) = oom {
+                stderr.push_str(&format!(
+                    "\n[agentflow] the kernel killed {kills} process(es) of this command: the \
+                     session reached its memory limit of {} MiB\n",
+                    limit / (1024 * 1024)
+                ));
+            }
+            Ok(RunResult {
+                truncated: done.output.is_truncated(),
+                stdout: done.output.stdout.to_text(),
+                stderr,
+                return_code: done.return_code,
+                cwd: done.cwd,
+                timed_out: false,
+                shell_restarted: done.shell_restarted,
+                memory_limit_reached: oom.is_some(),
+            })
+        }
         Err(RunError::Stopped { output, shell_kept }) => {
             let what = if limit <= call_left {
                 format!("its timeout of {}", seconds(limit))
