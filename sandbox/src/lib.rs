@@ -80,6 +80,10 @@ use crate::paths::{find_program, TempDir};
 pub use crate::session::{SandboxedCommand, SessionSandbox};
 pub use crate::status::{SandboxStatus, NO_SANDBOX_WARNING};
 
+/// The `PATH` of sandboxed programs: the host's may name directories the
+/// sandbox does not show, or say things about the host.
+pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// A prepared sandbox runtime for one plugin: checked, with its filter
 /// compiled. Cheap to clone.
 #[derive(Debug, Clone)]

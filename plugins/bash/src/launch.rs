@@ -37,9 +37,8 @@ use crate::spawner::{Spawner, SpawnerGone};
 
 use child::{ChildPlan, Sandboxed, Step};
 
-/// The PATH of sandboxed shells (the host's PATH may name directories the
-/// sandbox does not have, or say things about the host).
-pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The PATH of sandboxed shells.
+pub use sandbox::PATH as SANDBOX_PATH;
 
 /// The descriptor number bubblewrap reads the seccomp filter from.
 const SECCOMP_FD: i32 = 4;

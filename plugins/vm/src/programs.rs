@@ -37,9 +37,8 @@ use crate::sys;
 /// their descendants): the session id, so its processes can be found.
 pub const SESSION_ENV: &str = "AGENTFLOW_VM_SESSION";
 
-/// The `PATH` of sandboxed programs (the host's may name directories the
-/// sandbox does not show), and the fallback when the host has none.
-pub const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The `PATH` of sandboxed programs, and the fallback when the host has none.
+pub use sandbox::PATH as SANDBOX_PATH;
 
 /// The descriptor bubblewrap reads its seccomp filter from.
 const SECCOMP_FD: i32 = 3;
