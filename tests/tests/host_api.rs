@@ -560,7 +560,14 @@ fn a_short_ttl_destroys_an_idle_session() {
             .as_array()
             .is_some_and(Vec::is_empty)
     }));
-    assert!(s.log().contains("session expired"));
+    // The log line follows the session's removal from the table.
+    assert!(
+        eventually(Duration::from_secs(5), || s
+            .log()
+            .contains("session expired")),
+        "{}",
+        s.log()
+    );
 }
 
 #[test]
