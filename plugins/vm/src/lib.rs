@@ -17,7 +17,9 @@
 //! default), `nobody` inside too. What the programs see of the session:
 //!
 //! * its directory, read-write at its host path: their working directory
-//!   (`cwd` must be relative to it, or lie inside it) and `HOME`;
+//!   (`cwd` must be relative to it, or lie inside it) and `HOME`; a disk of
+//!   its own (`limits.disk_bytes`), which also holds the session's writable
+//!   layers over `/usr` and `/opt` (`/etc` stays read-only);
 //! * the display's socket file `/tmp/.X11-unix/X<N>` (only this session's)
 //!   and the session's Xauthority file, read-only. The abstract X socket is
 //!   out of reach in the sandbox's network namespace: clients use the file.
@@ -29,8 +31,9 @@
 //! (see `programs.rs`).
 //!
 //! The operator provides bubblewrap (`bwrap` 0.8+, Debian `bubblewrap`),
-//! unprivileged user namespaces, cgroups the server may create groups in, and
-//! a `run_dir` the sandbox's user can pass through (created 0711); warmup
+//! unprivileged user namespaces, cgroups the server may create groups in,
+//! loop devices for the disks, and a `run_dir` the sandbox's user can pass
+//! through (created 0711); `network = "egress"` is refused (bash only); warmup
 //! fails with one line naming what is missing. `[plugins.vm.config.sandbox]`
 //! takes the sandbox crate's `SandboxConfig`; `isolation = "none"` runs the
 //! programs as the server's user without a sandbox (a warning at warmup and in
