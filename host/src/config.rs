@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub rescan_interval: f64,
     /// Where loaded copies of plugin libraries and other run-time files go.
     pub runtime_dir: PathBuf,
+    /// Directories whose files `/api/v1/init/from-config` may read (it reads
+    /// a file the client names): none by default, so it reads nothing.
+    pub compat_config_dirs: Vec<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             auto_load: false,
             rescan_interval: 5.0,
             runtime_dir: std::env::temp_dir().join("agentflow-host"),
+            compat_config_dirs: Vec::new(),
         }
     }
 }
@@ -241,6 +245,7 @@ impl Config {
         };
         resolve(&mut self.server.plugin_dir);
         resolve(&mut self.server.runtime_dir);
+        self.server.compat_config_dirs.iter_mut().for_each(resolve);
         for p in self.plugins.values_mut() {
             if let Some(path) = &mut p.path {
                 resolve(path);

@@ -631,7 +631,10 @@ fn init_resource_gets_or_creates() {
             json!({"worker_id": "w", "resource_type": rt, "init_config": config}),
         )
     };
-    let first = assert_ok(&init("fixture", json!({"mark": 2})));
+    let resp = init("fixture", json!({"mark": 2}));
+    // Every /init/* answer's meta says "session", as the Python server's.
+    assert_eq!(resp.1["meta"]["resource_type"], "session");
+    let first = assert_ok(&resp);
     assert_eq!(first["resource_type"], "fixture");
     assert_eq!(first["session_status"], "active");
     assert_eq!(first["error"], Value::Null);
@@ -669,10 +672,12 @@ fn init_batch_answers_200_207_or_500() {
             json!({"worker_id": worker, "resource_configs": configs}),
         )
     };
-    let data = assert_ok(&batch(
+    let resp = batch(
         "a",
         json!({"fixture": {"content": {"mark": 3}}, "sql": {"db": "x"}}),
-    ));
+    );
+    assert_eq!(resp.1["meta"]["resource_type"], "session");
+    let data = assert_ok(&resp);
     assert_eq!(
         (&data["total"], &data["success_count"]),
         (&json!(2), &json!(2))
@@ -704,16 +709,23 @@ fn init_batch_answers_200_207_or_500() {
 }
 
 #[test]
-fn init_from_config_reads_a_file_on_the_server() {
-    let s = fixture_server();
-    let path = s.dir.path().join("pipeline.json");
+fn init_from_config_reads_only_files_in_the_operators_directories() {
+    let configs = tempfile::tempdir().unwrap();
+    let s = Server::builder()
+        .plugin("fixture")
+        .server(&format!(
+            "compat_config_dirs = [\"{}\"]",
+            configs.path().display()
+        ))
+        .start();
+    let path = configs.path().join("pipeline.json");
     std::fs::write(
         &path,
         r#"{"vm": {"screen_size": [800, 600], "keep": true}, "model": "a", "list": [1]}"#,
     )
     .unwrap();
     let path_str = path.to_string_lossy().to_string();
-    let data = assert_ok(&sdk_post(
+    let resp = sdk_post(
         &s,
         "/api/v1/init/from-config",
         json!({
@@ -721,13 +733,20 @@ fn init_from_config_reads_a_file_on_the_server() {
             "config_path": path_str,
             "override_params": {"vm": {"screen_size": [1024, 768]}, "model": "b", "extra": 1},
         }),
-    ));
-    assert_eq!(data["config_loaded"], true);
+    );
+    let data = assert_ok(&resp);
+    assert_eq!(resp.1["meta"]["resource_type"], "session");
+    // As the Python server: the path read, and overrides only of keys the file has.
+    assert_eq!(data["config_loaded"], json!(path_str));
     assert_eq!(
         data["config"],
-        json!({"vm": {"screen_size": [1024, 768], "keep": true}, "model": "b", "list": [1], "extra": 1})
+        json!({"vm": {"screen_size": [1024, 768], "keep": true}, "model": "b", "list": [1]})
     );
-    let missing = s.dir.path().join("nope.json").to_string_lossy().to_string();
+    let missing = configs
+        .path()
+        .join("nope.json")
+        .to_string_lossy()
+        .to_string();
     assert_error(
         &sdk_post(
             &s,
@@ -737,6 +756,40 @@ fn init_from_config_reads_a_file_on_the_server() {
         404,
         4002,
         &format!("Config file not found: {missing}"),
+    );
+    // Outside the directories, directly or through a link, nothing is read.
+    let outside = s.dir.path().join("plugins.toml");
+    let link = configs.path().join("link.json");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    for path in [outside, link] {
+        let (status, body) = sdk_post(
+            &s,
+            "/api/v1/init/from-config",
+            json!({"worker_id": "w", "config_path": path}),
+        );
+        assert_eq!((status, &body["code"]), (403, &json!(4002)), "{body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains("server.compat_config_dirs"), "{message}");
+        assert!(!body.to_string().contains("[server]"), "{body}");
+    }
+}
+
+#[test]
+fn init_from_config_reads_nothing_by_default() {
+    let s = fixture_server();
+    let path = s.dir.path().join("plugins.toml");
+    let (status, body) = sdk_post(
+        &s,
+        "/api/v1/init/from-config",
+        json!({"worker_id": "w", "config_path": path}),
+    );
+    assert_eq!((status, &body["code"]), (403, &json!(4002)), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("server.compat_config_dirs is empty"),
+        "{body}"
     );
 }
 
@@ -760,6 +813,12 @@ fn tools_are_listed_bare_with_python_style_flags() {
     for flag in ["True", "true", "1", "yes", "ON"] {
         let (_, body) = sdk_get(&s, &format!("/api/v1/tools?include_hidden={flag}"));
         assert_eq!(body["count"], visible + 1, "{flag}");
+        let tools = body["tools"].as_array().unwrap();
+        let secret = tools.iter().find(|t| t["name"] == "secret").unwrap();
+        let description = secret["description"].as_str().unwrap();
+        assert!(description.starts_with("[HIDDEN] "), "{description}");
+        // `stateless` is "no resource type", as in the Python server.
+        assert!(tools.iter().all(|t| t["stateless"] == false), "{body}");
     }
     let (_, body) = sdk_get(&s, "/api/v1/tools?include_hidden=False");
     assert_eq!(body["count"], visible);

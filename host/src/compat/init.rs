@@ -93,11 +93,13 @@ pub async fn resource(
     let (Some(worker), Some(rt)) = (present(&body.worker_id), present(&body.resource_type)) else {
         return missing(
             BOTH_REQUIRED,
-            &Meta::endpoint("init:resource", None, started),
+            &Meta::endpoint("init:resource", INIT_RESOURCE_TYPE, started),
             &trace,
         );
     };
-    let meta = |sid: Option<&str>| Meta::endpoint("init:resource", Some(rt), started).session(sid);
+    let meta = |sid: Option<&str>| {
+        Meta::endpoint("init:resource", INIT_RESOURCE_TYPE, started).session(sid)
+    };
     if let Err(e) = check_target(worker, rt) {
         return envelope::core_failure(&e, &meta(None), &trace);
     }
@@ -142,7 +144,7 @@ pub async fn batch(
     Checked(body): Checked<BatchBody>,
 ) -> Response {
     let started = Instant::now();
-    let meta = || Meta::endpoint("init:batch", None, started);
+    let meta = || Meta::endpoint("init:batch", INIT_RESOURCE_TYPE, started);
     let Some(worker) = present(&body.worker_id) else {
         return missing(WORKER_REQUIRED, &meta(), &trace);
     };
@@ -206,16 +208,20 @@ pub async fn from_config(
     Checked(body): Checked<FromConfigBody>,
 ) -> Response {
     let started = Instant::now();
-    let meta = || Meta::endpoint("init:from_config", None, started);
+    let meta = || Meta::endpoint("init:from_config", INIT_RESOURCE_TYPE, started);
     let Some(path) = present(&body.config_path) else {
         return missing("config_path required", &meta(), &trace);
     };
-    let limit = state.core.config.server.body_limit as u64;
-    match read_config(Path::new(path), limit).await {
+    let server = &state.core.config.server;
+    let real = match allowed_config_path(Path::new(path), &server.compat_config_dirs) {
+        Ok(real) => real,
+        Err(e) => return envelope::failure(&e, &meta(), &trace),
+    };
+    match read_config(&real, Path::new(path), server.body_limit as u64).await {
         Ok(mut config) => {
             apply_overrides(&mut config, body.override_params);
             envelope::success(
-                json!({"config_loaded": true, "config_path": path, "config": config}),
+                json!({"config_loaded": path, "config_path": path, "config": config}),
                 &meta(),
                 &trace,
             )
@@ -224,9 +230,57 @@ pub async fn from_config(
     }
 }
 
-/// Reads a JSON object from a regular file no larger than `limit`.
-async fn read_config(path: &Path, limit: u64) -> Result<Map<String, Value>, Mapped> {
-    let shown = path.display();
+/// The Python server's `meta.resource_type` on every `/init/*` answer.
+const INIT_RESOURCE_TYPE: Option<&str> = Some("session");
+
+/// The file to read for `path`, with symbolic links resolved, if it lies in
+/// one of the operator's `server.compat_config_dirs` (the client names the
+/// file; without the list it could read any file the server can).
+fn allowed_config_path(
+    path: &Path,
+    dirs: &[std::path::PathBuf],
+) -> Result<std::path::PathBuf, Mapped> {
+    let refused = |why: &str| {
+        Mapped::new(
+            Code::InvalidRequest,
+            format!(
+                "Config file {} {why}: the server reads config files only from the \
+                 directories in server.compat_config_dirs",
+                path.display()
+            ),
+        )
+        .with_status(StatusCode::FORBIDDEN)
+    };
+    if dirs.is_empty() {
+        return Err(refused("is not read (server.compat_config_dirs is empty)"));
+    }
+    let Ok(real) = std::fs::canonicalize(path) else {
+        // Said only of paths inside the directories: outside, nothing is told.
+        return match dirs.iter().any(|d| path.starts_with(d)) {
+            true => Err(Mapped::new(
+                Code::InvalidRequest,
+                format!("Config file not found: {}", path.display()),
+            )
+            .with_status(StatusCode::NOT_FOUND)),
+            false => Err(refused("is outside them")),
+        };
+    };
+    let inside = dirs.iter().any(|dir| {
+        std::fs::canonicalize(dir)
+            .map(|dir| real.starts_with(dir))
+            .unwrap_or(false)
+    });
+    if inside {
+        Ok(real)
+    } else {
+        Err(refused("is outside them"))
+    }
+}
+
+/// Reads a JSON object from the regular file `path` (named `shown` in
+/// messages, as the client gave it) no larger than `limit`.
+async fn read_config(path: &Path, shown: &Path, limit: u64) -> Result<Map<String, Value>, Mapped> {
+    let shown = shown.display();
     let invalid = |m: String| Mapped::new(Code::InvalidInput, m);
     let meta = match tokio::fs::metadata(path).await {
         Ok(m) => m,
@@ -265,15 +319,15 @@ async fn read_config(path: &Path, limit: u64) -> Result<Map<String, Value>, Mapp
     }
 }
 
-/// Top-level overrides: an object over an object is a shallow update, anything
-/// else replaces the value.
+/// Overrides of keys the file has, as the Python server applies them: an
+/// object over an object is a shallow update, anything else replaces the
+/// value; a key the file does not have is ignored.
 fn apply_overrides(config: &mut Map<String, Value>, overrides: Map<String, Value>) {
     for (key, value) in overrides {
         match (config.get_mut(&key), value) {
             (Some(Value::Object(existing)), Value::Object(update)) => existing.extend(update),
-            (_, value) => {
-                config.insert(key, value);
-            }
+            (Some(existing), value) => *existing = value,
+            (None, _) => {}
         }
     }
 }
@@ -283,7 +337,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn overrides_update_objects_shallowly_and_replace_the_rest() {
+    fn overrides_update_objects_shallowly_replace_the_rest_and_skip_new_keys() {
         let mut config = json!({"vm": {"screen": [1, 2], "keep": 1}, "list": [1], "n": 1})
             .as_object()
             .cloned()
@@ -296,7 +350,7 @@ mod tests {
         apply_overrides(&mut config, overrides);
         assert_eq!(
             Value::Object(config),
-            json!({"vm": {"screen": [3, 4], "keep": 1, "deep": {"a": 1}}, "list": [2], "n": 1, "new": true})
+            json!({"vm": {"screen": [3, 4], "keep": 1, "deep": {"a": 1}}, "list": [2], "n": 1})
         );
     }
 

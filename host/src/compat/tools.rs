@@ -14,12 +14,21 @@ use crate::core::catalog::ToolEntry;
 use crate::http::AppState;
 
 fn tool_json(t: &ToolEntry) -> Value {
+    // As the Python server: hidden tools (listed only when asked for) say so
+    // in their description.
+    let description = if t.hidden {
+        format!("[HIDDEN] {}", t.description)
+    } else {
+        t.description.clone()
+    };
     json!({
         "name": t.action,
         "full_name": t.full_name,
         "resource_type": t.resource_type,
-        "stateless": t.stateless,
-        "description": t.description,
+        // The Python server's `stateless` is "has no resource type": false
+        // for every `resource:action` tool, shared plugins' included.
+        "stateless": false,
+        "description": description,
     })
 }
 
