@@ -1,4 +1,4 @@
-//! The `/api/v1/` compatibility surface (compat.md) over HTTP against the real
+//! The `/api/v1/` compatibility surface (docs/compat.md) over HTTP against the real
 //! binary and the fixture plugin, sending what the AgentFlow Python SDK sends
 //! (`X-Worker-ID` on every request, JSON bodies): every endpoint's success
 //! shape and its listed errors with code, status and message.

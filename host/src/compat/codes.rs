@@ -1,12 +1,12 @@
 //! The one place where a core error becomes a compatibility-surface code,
-//! HTTP status, message and `data` (compat.md, "Codes").
+//! HTTP status, message and `data` (docs/compat.md, "Codes").
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::core::error::CoreError;
 
-/// The `/api/v1/` codes this host answers with (a subset of compat.md's table).
+/// The `/api/v1/` codes this host answers with (a subset of docs/compat.md's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     Success = 0,
@@ -31,7 +31,7 @@ impl Code {
         self as u32
     }
 
-    /// The status compat.md gives a code: 200 for 0, 400 for 4000–4999,
+    /// The status docs/compat.md gives a code: 200 for 0, 400 for 4000–4999,
     /// 500 otherwise. Endpoints override it where the table says so.
     pub fn status(self) -> StatusCode {
         match self.as_u32() {

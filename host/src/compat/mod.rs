@@ -1,4 +1,4 @@
-//! The `/api/v1/` compatibility surface (`compat.md`): what the AgentFlow
+//! The `/api/v1/` compatibility surface (`docs/compat.md`): what the AgentFlow
 //! Python SDK and the pipelines built on it speak. It is a mapping over the
 //! same core as the native API (one registry, one session table); only paths,
 //! field names, codes, shapes and messages differ.

@@ -76,7 +76,7 @@ pub fn add_compatibility(data: &mut Value, session: &Session) {
     }
 }
 
-/// A failed session initialization: 500 with a 4007 code (compat.md).
+/// A failed session initialization: 500 with a 4007 code (docs/compat.md).
 pub fn init_failed(message: &str, rt: &str, err: &CoreError) -> Mapped {
     Mapped::new(Code::NotInitialized, message)
         .with_status(StatusCode::INTERNAL_SERVER_ERROR)

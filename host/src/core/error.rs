@@ -4,7 +4,7 @@
 use plugin_api::{ErrorKind, PluginError};
 use serde_json::{json, Value};
 
-/// The native API's error codes (see `api.md`).
+/// The native API's error codes (see `docs/api.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     ToolNotFound = 1001,

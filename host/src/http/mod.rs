@@ -1,4 +1,4 @@
-//! The native HTTP API (`api.md`): a thin mapping from routes and JSON bodies
+//! The native HTTP API (`docs/api.md`): a thin mapping from routes and JSON bodies
 //! to the core, and from core errors to envelopes and statuses.
 
 mod auth;
