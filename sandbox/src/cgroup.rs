@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::Limits;
+use crate::paths::left_by_dead_servers;
 
 /// The controllers a session needs.
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
@@ -181,25 +182,13 @@ impl Cgroups {
     /// Empties and removes the groups of servers that no longer run.
     fn remove_stale(&self) {
         for parent in &self.parents {
-            let Ok(entries) = fs::read_dir(parent) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(pid) = name
-                    .to_str()
-                    .and_then(|n| n.rsplit('-').nth(2))
-                    .and_then(|pid| pid.parse::<u32>().ok())
-                else {
-                    continue;
-                };
-                if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
-                    let stale = SessionCgroup {
-                        version: self.version,
-                        dirs: vec![entry.path()],
-                    };
-                    drop(stale); // kills what is left and removes it
-                }
+            // `<plugin>-<pid>-<instance>-<n>`; plugin names may hold dashes.
+            for dir in left_by_dead_servers(parent, |name| name.rsplit('-').nth(2)) {
+                // Dropping it kills what is left and removes it.
+                drop(SessionCgroup {
+                    version: self.version,
+                    dirs: vec![dir],
+                });
             }
         }
     }

@@ -172,66 +172,58 @@ impl Limits {
                  disk_bytes)"
             )
         })?;
-        // Only the fields the client named count; absent ones took defaults.
-        let named = |field: &str| client.get(field).is_some();
-        let mut limits = *self;
-        let too_high = |field: &str, asked: String, most: String| {
-            Err(format!(
-                "session config limits.{field}: {asked} is above the server's limit {most}; \
-                 a session may only tighten limits"
-            ))
-        };
-        if named("memory_bytes") {
-            if wanted.memory_bytes > self.memory_bytes {
-                return too_high(
-                    "memory_bytes",
-                    wanted.memory_bytes.to_string(),
-                    self.memory_bytes.to_string(),
-                );
-            }
-            limits.memory_bytes = wanted.memory_bytes;
-        }
-        if named("processes") {
-            if wanted.processes > self.processes {
-                return too_high(
-                    "processes",
-                    wanted.processes.to_string(),
-                    self.processes.to_string(),
-                );
-            }
-            limits.processes = wanted.processes;
-        }
-        if named("cpus") {
-            if wanted.cpus > self.cpus {
-                return too_high("cpus", wanted.cpus.to_string(), self.cpus.to_string());
-            }
-            limits.cpus = wanted.cpus;
-        }
-        if named("tmp_bytes") {
-            if wanted.tmp_bytes > self.tmp_bytes {
-                return too_high(
-                    "tmp_bytes",
-                    wanted.tmp_bytes.to_string(),
-                    self.tmp_bytes.to_string(),
-                );
-            }
-            limits.tmp_bytes = wanted.tmp_bytes;
-        }
-        if named("disk_bytes") {
+        let same = |v| v;
+        let limits = Limits {
+            memory_bytes: tightened(
+                client,
+                "memory_bytes",
+                wanted.memory_bytes,
+                self.memory_bytes,
+                same,
+            )?,
+            processes: tightened(client, "processes", wanted.processes, self.processes, same)?,
+            cpus: tightened(client, "cpus", wanted.cpus, self.cpus, |v| v)?,
+            tmp_bytes: tightened(client, "tmp_bytes", wanted.tmp_bytes, self.tmp_bytes, same)?,
             // 0 is "no limit": the most of all.
-            let most = |v: u64| if v == 0 { u64::MAX } else { v };
-            if most(wanted.disk_bytes) > most(self.disk_bytes) {
-                return too_high(
-                    "disk_bytes",
-                    wanted.disk_bytes.to_string(),
-                    self.disk_bytes.to_string(),
-                );
-            }
-            limits.disk_bytes = wanted.disk_bytes;
-        }
+            disk_bytes: tightened(
+                client,
+                "disk_bytes",
+                wanted.disk_bytes,
+                self.disk_bytes,
+                |v| {
+                    if v == 0 {
+                        u64::MAX
+                    } else {
+                        v
+                    }
+                },
+            )?,
+        };
         limits.check().map_err(|e| format!("session config {e}"))?;
         Ok(limits)
     }
+}
+
+/// The client's `field` when it named one no higher than the server's (as
+/// `rank` orders them), the server's when it named none.
+fn tightened<T: PartialOrd + Copy + std::fmt::Display>(
+    client: &Value,
+    field: &str,
+    wanted: T,
+    server: T,
+    rank: impl Fn(T) -> T,
+) -> Result<T, String> {
+    // Absent fields took defaults in `wanted`: only named ones count.
+    if client.get(field).is_none() {
+        return Ok(server);
+    }
+    if rank(wanted) > rank(server) {
+        return Err(format!(
+            "session config limits.{field}: {wanted} is above the server's limit {server}; \
+             a session may only tighten limits"
+        ));
+    }
+    Ok(wanted)
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::paths::left_by_dead_servers;
+
 /// How many made filesystems wait for sessions.
 const POOL: usize = 2;
 
@@ -329,22 +331,7 @@ fn run(command: &mut Command) -> Result<(), DiskError> {
 
 /// Unmounts and deletes the pool mounts and images of servers that no longer run.
 fn remove_stale(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
-            continue;
-        }
-        let path = entry.path();
+    for path in left_by_dead_servers(dir, |name| name.split('-').next()) {
         detach(&path);
         let _ = fs::remove_dir(&path);
         let _ = fs::remove_file(&path);

@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::disk::detach;
+use crate::paths::left_by_dead_servers;
 
 // From <linux/mount.h>; not all are in the `libc` crate.
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -282,30 +283,21 @@ fn idmapped_view(host: &Path, view: &Path, userns: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// The server pid in a views directory's name, `agentflow-base-<pid>-<n>`.
+fn base_dir_pid(name: &str) -> Option<&str> {
+    name.strip_prefix("agentflow-base-")?.split('-').next()
+}
+
 /// Unmounts and removes the views of servers that no longer run.
 fn remove_stale(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("agentflow-base-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
-            continue;
-        }
-        if let Ok(views) = fs::read_dir(entry.path()) {
+    for dir in left_by_dead_servers(parent, base_dir_pid) {
+        // Never recursively: a view still mounted would be the host's /usr.
+        if let Ok(views) = fs::read_dir(&dir) {
             for view in views.flatten() {
                 detach(&view.path());
                 let _ = fs::remove_dir(view.path());
             }
         }
-        let _ = fs::remove_dir(entry.path());
+        let _ = fs::remove_dir(&dir);
     }
 }

@@ -85,3 +85,29 @@ pub(crate) fn find_program(name: &Path) -> Option<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|p| executable(p))
 }
+
+/// The entries of `dir` that a server which no longer runs left: `pid_of`
+/// finds the server's pid in an entry's name (names without one are kept).
+pub(crate) fn left_by_dead_servers(
+    dir: &Path,
+    pid_of: impl Fn(&str) -> Option<&str>,
+) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(&pid_of)
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                return false;
+            };
+            pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
