@@ -8,6 +8,7 @@ pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+mod mcp;
 pub mod server;
 mod shutdown;
 mod watcher;

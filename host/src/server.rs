@@ -46,7 +46,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -133,7 +134,9 @@ async fn serve(config: Config) -> Result<(), String> {
         core: core.clone(),
         shutdown: shutdown.clone(),
     };
-    let app = http::app(state, crate::compat::routes());
+    let surfaces =
+        crate::compat::routes().nest_service(crate::mcp::PATH, crate::mcp::service(core.clone()));
+    let app = http::app(state, surfaces);
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -20,6 +20,14 @@ pub struct ToolInfo {
     /// [`Tools::non_blocking`]). Absent in JSON from older plugins: `false`.
     #[serde(default)]
     pub non_blocking: bool,
+    /// The tool only looks: it changes nothing in its session or elsewhere
+    /// (see [`Tools::read_only`]). Shown to MCP clients as `readOnlyHint`.
+    #[serde(default)]
+    pub read_only: bool,
+    /// The tool may change or delete things beyond adding to them (see
+    /// [`Tools::destructive`]). Shown to MCP clients as `destructiveHint`.
+    #[serde(default)]
+    pub destructive: bool,
 }
 
 /// Params of a tool that takes none.
@@ -113,6 +121,8 @@ impl<P: Plugin> Tools<P> {
                 hidden,
                 parameters,
                 non_blocking: false,
+                read_only: false,
+                destructive: false,
             },
             handler,
         });
@@ -129,6 +139,26 @@ impl<P: Plugin> Tools<P> {
     pub fn non_blocking(mut self) -> Self {
         if let Some(last) = self.entries.last_mut() {
             last.info.non_blocking = true;
+        }
+        self
+    }
+
+    /// Marks the tool added last as read-only: it observes (a search, a
+    /// screenshot, reading a file) and changes nothing. Clients may call it
+    /// without asking their user.
+    pub fn read_only(mut self) -> Self {
+        if let Some(last) = self.entries.last_mut() {
+            last.info.read_only = true;
+        }
+        self
+    }
+
+    /// Marks the tool added last as destructive: it may overwrite or delete
+    /// (running a shell command can do anything). Clients may ask their user
+    /// before calling it.
+    pub fn destructive(mut self) -> Self {
+        if let Some(last) = self.entries.last_mut() {
+            last.info.destructive = true;
         }
         self
     }

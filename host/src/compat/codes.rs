@@ -99,7 +99,7 @@ pub fn map(err: &CoreError) -> Mapped {
         CoreError::Timeout { seconds } => {
             mapped(Code::Timeout).with_data(json!({ "timeout": whole_if_integral(*seconds) }))
         }
-        CoreError::PluginTimeout(_) => mapped(Code::Timeout),
+        CoreError::PluginTimeout(_) | CoreError::Cancelled => mapped(Code::Timeout),
         CoreError::NotWarmedUp(_) => mapped(Code::BackendNotInitialized),
         CoreError::Unavailable(_) => mapped(Code::Dependency),
         CoreError::Internal(_) => mapped(Code::Internal),

@@ -91,6 +91,7 @@ fn request(
         action,
         params,
         timeout: timeout.map(|t| t as f64),
+        cancel: None,
     })
 }
 

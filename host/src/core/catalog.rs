@@ -15,6 +15,10 @@ pub struct ToolEntry {
     pub hidden: bool,
     /// True for shared plugins (no session state).
     pub stateless: bool,
+    /// The plugin declares the tool changes nothing.
+    pub read_only: bool,
+    /// The plugin declares the tool may overwrite or delete.
+    pub destructive: bool,
 }
 
 impl Core {
@@ -33,6 +37,8 @@ impl Core {
                     parameters: t.parameters.clone(),
                     hidden: t.hidden,
                     stateless: !b.per_session(),
+                    read_only: t.read_only,
+                    destructive: t.destructive,
                 })
             })
             .filter(|t| include_hidden || !t.hidden)

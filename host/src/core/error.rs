@@ -59,6 +59,9 @@ pub enum CoreError {
     /// The plugin itself stopped the work at its own time limit.
     #[error("{0}")]
     PluginTimeout(String),
+    /// The client cancelled the call (MCP `notifications/cancelled`).
+    #[error("Cancelled by the client")]
+    Cancelled,
     #[error("{0}")]
     NotWarmedUp(String),
     #[error("{0}")]
@@ -79,7 +82,7 @@ impl CoreError {
             Self::ResourceNotFound(_) => ErrorCode::ResourceNotFound,
             Self::Unauthorized(_) => ErrorCode::Permission,
             Self::Backend(_) => ErrorCode::Backend,
-            Self::Timeout { .. } | Self::PluginTimeout(_) => ErrorCode::Timeout,
+            Self::Timeout { .. } | Self::PluginTimeout(_) | Self::Cancelled => ErrorCode::Timeout,
             Self::NotWarmedUp(_) => ErrorCode::NotWarmedUp,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Internal(_) => ErrorCode::Internal,
@@ -98,6 +101,7 @@ impl CoreError {
             Self::Unauthorized(_) => "PermissionError",
             Self::Backend(_) => "BackendError",
             Self::Timeout { .. } | Self::PluginTimeout(_) => "TimeoutError",
+            Self::Cancelled => "CancelledError",
             Self::NotWarmedUp(_) => "WarmupError",
             Self::Unavailable(_) => "ResourceUnavailableError",
             Self::Internal(_) => "InternalError",

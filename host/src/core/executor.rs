@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use plugin_api::ErrorKind;
 use serde_json::value::RawValue;
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use super::backend::Backend;
 use super::error::{CoreError, CoreResult};
@@ -23,6 +24,34 @@ pub struct ExecRequest {
     pub params: Value,
     /// Seconds; the configured default when `None`.
     pub timeout: Option<f64>,
+    /// Cancelled by the client (MCP `notifications/cancelled`): the plugin's
+    /// cancel flag is set and the call answers [`CoreError::Cancelled`].
+    pub cancel: Option<CancellationToken>,
+}
+
+/// How long a call may run and who may stop it early.
+struct CallLimits {
+    timeout: Duration,
+    cancel: Option<CancellationToken>,
+}
+
+/// Sets a plugin's cancel flag when the call is abandoned: the caller's future
+/// was dropped (a client that went away) before the plugin answered.
+struct CancelOnDrop(Option<Arc<AtomicBool>>);
+
+impl CancelOnDrop {
+    /// The call finished (or timed out, which sets the flag itself).
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = self.0.take() {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What is known about a call, success or not.
@@ -148,7 +177,10 @@ impl Core {
                 session.as_ref(),
                 &tool,
                 params,
-                timeout,
+                CallLimits {
+                    timeout,
+                    cancel: req.cancel.clone(),
+                },
             )
             .await;
         if let (Some(s), true) = (&session, temporary) {
@@ -165,8 +197,9 @@ impl Core {
         session: Option<&Arc<Session>>,
         tool: &str,
         params: Value,
-        timeout: Duration,
+        limits: CallLimits,
     ) -> CoreResult<ToolOutput> {
+        let timeout = limits.timeout;
         let permit = backend.try_call_slot()?;
         let _busy = session.map(|s| s.begin_call());
         let cancel = Arc::new(AtomicBool::new(false));
@@ -191,7 +224,23 @@ impl Core {
                         .call(sid.as_deref(), &worker, &tool, &params, &cancel, deadline)
                 })
             };
-            match tokio::time::timeout(timeout, job).await {
+            let abandoned = CancelOnDrop(Some(cancel.clone()));
+            let by_client = async {
+                match &limits.cancel {
+                    Some(token) => token.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let finished = tokio::select! {
+                r = tokio::time::timeout(timeout, job) => r,
+                () = by_client => {
+                    // Dropping the guard sets the flag: the plugin is told to stop.
+                    drop(abandoned);
+                    return Err(CoreError::Cancelled);
+                }
+            };
+            abandoned.disarm();
+            match finished {
                 Ok(Ok(r)) => r,
                 Ok(Err(failed)) => {
                     return Err(CoreError::Backend(format!(

@@ -110,6 +110,8 @@ mod tests {
             hidden: false,
             parameters: serde_json::json!({"type": "object"}),
             non_blocking,
+            read_only: false,
+            destructive: false,
         }
     }
 

@@ -39,6 +39,8 @@ pub struct Core {
     /// Where content-addressed copies of plugin libraries are loaded from.
     pub copies_dir: PathBuf,
     shutting_down: AtomicBool,
+    /// Cancelled when shutdown begins, for surfaces holding streams open.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Seconds from config as a `Duration` (config validation keeps them finite).
@@ -62,6 +64,7 @@ impl Core {
             registry: Registry::default(),
             copies_dir,
             shutting_down: AtomicBool::new(false),
+            stopping: tokio_util::sync::CancellationToken::new(),
             config,
         })
     }
@@ -73,6 +76,12 @@ impl Core {
     /// Refuses new work from now on.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.stopping.cancel();
+    }
+
+    /// Cancelled when shutdown begins.
+    pub fn stopping_token(&self) -> tokio_util::sync::CancellationToken {
+        self.stopping.clone()
     }
 
     pub fn ensure_running(&self) -> CoreResult<()> {

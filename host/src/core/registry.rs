@@ -50,9 +50,20 @@ struct State {
 }
 
 /// All plugins the host knows.
-#[derive(Default)]
 pub struct Registry {
     state: RwLock<State>,
+    /// Bumped whenever the tool catalog may have changed (a plugin loaded,
+    /// upgraded or refused), so surfaces can tell their clients.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            state: RwLock::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Registry {
@@ -62,6 +73,16 @@ impl Registry {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wakes when the catalog may have changed (see [`Registry::install`] and
+    /// [`Registry::record_file`]).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Installs a backend, all or nothing. Tool names are `plugin:action`, so
@@ -97,12 +118,18 @@ impl Registry {
                 state.retired.push(old.clone());
             }
         }
+        drop(state);
+        self.changed();
         Ok(old)
     }
 
     /// Records a discovered or refused file.
     pub fn record_file(&self, record: FileRecord) {
+        let refused = record.error.is_some();
         self.write().files.insert(record.path.clone(), record);
+        if refused {
+            self.changed();
+        }
     }
 
     /// Forgets a file record (the file was removed or loaded).

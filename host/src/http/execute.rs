@@ -73,6 +73,7 @@ pub async fn execute(
             action: body.action,
             params: body.params,
             timeout: body.timeout,
+            cancel: None,
         })
         .await;
     match report.result {
@@ -101,6 +102,7 @@ pub async fn batch(
             action: a.action,
             params: a.params,
             timeout: a.timeout,
+            cancel: None,
         });
     }
     let total = actions.len();

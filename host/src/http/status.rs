@@ -15,6 +15,8 @@ pub fn status_for(err: &CoreError) -> StatusCode {
         CoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         CoreError::Backend(_) => StatusCode::BAD_GATEWAY,
         CoreError::Timeout { .. } | CoreError::PluginTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        // Only MCP clients cancel; a native client that went away hears nothing.
+        CoreError::Cancelled => StatusCode::GATEWAY_TIMEOUT,
         CoreError::NotWarmedUp(_) | CoreError::Unavailable(_) | CoreError::ShuttingDown => {
             StatusCode::SERVICE_UNAVAILABLE
         }

@@ -173,22 +173,26 @@ impl Plugin for BashPlugin {
                  a non-zero return_code is not an error.",
                 tools::run,
             )
+            .destructive()
             .tool(
                 "write_file",
                 "Write a file (text, or binary as base64) into the session's directory, \
                  creating parent directories.",
                 tools::write_file,
             )
+            .destructive()
             .tool(
                 "read_file",
                 "Read a file from the session's directory: text if it is valid UTF-8, else base64.",
                 tools::read_file,
             )
+            .read_only()
             .hidden_tool(
                 "info",
                 "How this session is isolated, where its directory is, and its limits.",
                 tools::info,
             )
+            .read_only()
             // Answers from memory: the host may run it without a thread hand-off.
             .non_blocking()
     }

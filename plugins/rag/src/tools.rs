@@ -130,6 +130,7 @@ pub fn tools() -> Tools<RagPlugin> {
              `context`, the passages formatted for a prompt. mode: hybrid (default), bm25 or dense.",
             |plugin: &RagPlugin, cx: &CallContext<'_, ()>, p: SearchParams| search(&*plugin.engine()?, cx, p),
         )
+        .read_only()
         .tool(
             "batch_search",
             "Run several searches at once; results and contexts come back in query order.",
@@ -137,6 +138,7 @@ pub fn tools() -> Tools<RagPlugin> {
                 batch_search(&*plugin.engine()?, cx, p)
             },
         )
+        .read_only()
         .tool(
             "index",
             "Add documents ({id?, title?, content}) to the index durably; a document with an \
@@ -148,6 +150,7 @@ pub fn tools() -> Tools<RagPlugin> {
             "Index size, document count, embedding model and available modes.",
             |plugin: &RagPlugin, _cx: &CallContext<'_, ()>, _p: NoParams| Ok(plugin.engine()?.stats()),
         )
+        .read_only()
 }
 
 fn search(

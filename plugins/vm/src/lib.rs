@@ -271,6 +271,7 @@ fn register(tools: Tools<VmPlugin>) -> Tools<VmPlugin> {
                 }))
             },
         )
+        .read_only()
         .tool(
             "click",
             "Move the pointer to (x, y) and click a mouse button (left, right or middle).",
@@ -469,6 +470,7 @@ fn register(tools: Tools<VmPlugin>) -> Tools<VmPlugin> {
                 Ok(json!({"accessibility_tree": xml}))
             },
         )
+        .read_only()
         .hidden_tool(
             "info",
             "How this session's programs are isolated (sandbox, limits, PID namespace), its display and directory.",
@@ -490,6 +492,7 @@ fn register(tools: Tools<VmPlugin>) -> Tools<VmPlugin> {
                 }))
             },
         )
+        .read_only()
         // Answers from memory: the host may run it without a thread hand-off.
         .non_blocking()
 }
