@@ -49,7 +49,7 @@ pub fn one_input(data: &[u8]) {
     };
     match which % 4 {
         0 => {
-            crate::http::fuzz_decode(rest);
+            crate::native::fuzz_decode(rest);
             crate::compat::fuzz_decode(rest);
         }
         1 => {

@@ -7,8 +7,9 @@ pub mod config;
 pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
-mod http;
 mod mcp;
+mod native;
 pub mod server;
 mod shutdown;
 mod watcher;
+mod web;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use crate::core::{secs, Core};
-use crate::http::{self, AppState};
 use crate::shutdown::ShutdownHandle;
+use crate::web::{self, AppState};
 
 pub fn run(args: ServeArgs) -> ExitCode {
     init_logging();
@@ -134,9 +134,13 @@ async fn serve(config: Config) -> Result<(), String> {
         core: core.clone(),
         shutdown: shutdown.clone(),
     };
-    let surfaces =
-        crate::compat::routes().nest_service(crate::mcp::PATH, crate::mcp::service(core.clone()));
-    let app = http::app(state, surfaces);
+    // Peers over one web layer; the native surface answers for what the others do not claim.
+    let surfaces = vec![
+        crate::compat::surface(),
+        crate::mcp::surface(core.clone()),
+        crate::native::surface(),
+    ];
+    let app = web::app(state, surfaces);
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -107,10 +107,17 @@ fn background_processes_die_with_their_session() {
 }
 
 fn bash_server_at(root: &std::path::Path) -> Server {
-    // The sandbox's user must pass through the workspace root's parent.
-    let parent = root.parent().unwrap_or(root);
-    std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
-    std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    // The sandbox's user must pass through the workspace root and its parent.
+    // Bits are only added: the parent is usually the machine's shared /tmp,
+    // whose mode (1777) other programs rely on.
+    for dir in [root.parent().unwrap_or(root), root] {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        if mode & 0o011 != 0o011 {
+            std::fs::set_permissions(dir, PermissionsExt::from_mode((mode & 0o7777) | 0o011))
+                .unwrap();
+        }
+    }
     Server::builder()
         .plugin("bash")
         .toml(&format!(

@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 use super::codes::{self, Code, Mapped};
 use crate::core::error::CoreError;
 use crate::core::executor::ExecMeta;
-pub use crate::http::envelope::Envelope;
-use crate::http::request_id::RequestId;
+pub use crate::web::envelope::Envelope;
+use crate::web::RequestId;
 
 /// What `meta` says about one answer.
 #[derive(Debug, Clone, Default)]

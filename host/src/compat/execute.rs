@@ -13,9 +13,9 @@ use super::envelope::{self, Envelope, Meta};
 use super::extract::{check_text, optional, required, Checked, Field, Kind, Model};
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
-use crate::http::envelope::{raw, BatchData};
-use crate::http::request_id::RequestId;
-use crate::http::AppState;
+use crate::web::envelope::{raw, BatchData};
+use crate::web::AppState;
+use crate::web::RequestId;
 
 #[derive(Deserialize)]
 pub struct ExecuteBody {

@@ -13,8 +13,8 @@ use serde_json::{json, Map, Value};
 
 use super::envelope::{self, Meta};
 use crate::core::error::{CoreError, CoreResult};
-use crate::http::request_id::RequestId;
-use crate::http::AppState;
+use crate::web::AppState;
+use crate::web::RequestId;
 
 /// The JSON type a field must have.
 pub enum Kind {

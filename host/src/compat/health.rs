@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::envelope::bare;
 use super::time::now;
-use crate::http::AppState;
+use crate::web::AppState;
 
 /// The header every SDK request carries.
 pub const SDK_HEADER: &str = "x-worker-id";

@@ -21,8 +21,8 @@ use super::sessions::{
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::session::Session;
 use crate::core::Core;
-use crate::http::request_id::RequestId;
-use crate::http::AppState;
+use crate::web::AppState;
+use crate::web::RequestId;
 
 #[derive(Deserialize)]
 pub struct ResourceBody {

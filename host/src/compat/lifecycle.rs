@@ -14,8 +14,8 @@ use super::extract::{check_text, present, Checked};
 use super::sessions::{TargetBody, WORKER_REQUIRED};
 use super::time::{iso, now};
 use crate::core::session::Session;
-use crate::http::request_id::RequestId;
-use crate::http::AppState;
+use crate::web::AppState;
+use crate::web::RequestId;
 
 /// The worker's named sessions (temporary ones live for one call only).
 fn named_sessions(state: &AppState, worker: &str) -> Vec<Arc<Session>> {

@@ -7,7 +7,7 @@ mod codes;
 mod envelope;
 mod execute;
 mod extract;
-pub mod health;
+mod health;
 mod init;
 mod lifecycle;
 mod sessions;
@@ -23,13 +23,24 @@ use axum::Router;
 use serde_json::json;
 
 use crate::core::error::CoreError;
-use crate::http::request_id::RequestId;
-use crate::http::AppState;
+use crate::web::{AppState, RequestId, Surface};
 
-/// The compat routes, merged beside the native ones. `GET /health` is shared
-/// with the native API (see [`crate::http`]): it answers in this surface's
-/// shape when the request comes from the SDK.
-pub fn routes() -> Router<AppState> {
+/// The compat surface. `GET /health` is shared with the native API: a request
+/// from the SDK (see [`owns`]) gets this surface's body.
+pub fn surface() -> Surface {
+    Surface {
+        name: "compat",
+        routes: routes(),
+        owns,
+        health: Some(health::healthy),
+        not_routed: |status: StatusCode, _: &axum::extract::Request, _: &RequestId| {
+            not_routed(status)
+        },
+        refusal: |err: CoreError, id: &RequestId| error_response(&err, id),
+    }
+}
+
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/ready", get(health::ready))
         .route("/api/v1/execute", post(execute::execute))
@@ -54,7 +65,7 @@ pub fn routes() -> Router<AppState> {
 /// Does this request belong to the compat surface (so that answers made
 /// before or instead of routing, such as 404, 405, 401 and refusals while
 /// shutting down, take its shape)?
-pub fn owns(path: &str, headers: &HeaderMap) -> bool {
+fn owns(path: &str, headers: &HeaderMap) -> bool {
     path == "/api/v1"
         || path.starts_with("/api/v1/")
         || path == "/ready"
@@ -62,7 +73,7 @@ pub fn owns(path: &str, headers: &HeaderMap) -> bool {
 }
 
 /// 404 `{"detail": "Not Found"}` / 405 `{"detail": "Method Not Allowed"}`, as FastAPI answers.
-pub fn not_routed(status: StatusCode) -> Response {
+fn not_routed(status: StatusCode) -> Response {
     let detail = if status == StatusCode::METHOD_NOT_ALLOWED {
         "Method Not Allowed"
     } else {
@@ -72,7 +83,7 @@ pub fn not_routed(status: StatusCode) -> Response {
 }
 
 /// A core error raised outside any compat handler, as an envelope.
-pub fn error_response(err: &CoreError, trace: &RequestId) -> Response {
+fn error_response(err: &CoreError, trace: &RequestId) -> Response {
     envelope::core_failure(err, &envelope::Meta::default(), trace)
 }
 

@@ -16,8 +16,8 @@ use super::time::iso;
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::ident;
 use crate::core::session::Session;
-use crate::http::request_id::RequestId;
-use crate::http::AppState;
+use crate::web::AppState;
+use crate::web::RequestId;
 
 #[derive(Deserialize)]
 pub struct CreateBody {

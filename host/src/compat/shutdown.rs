@@ -7,8 +7,8 @@ use serde_json::json;
 
 use super::envelope::bare;
 use super::extract::{optional, Checked, Field, Kind, Model};
-use crate::http::AppState;
 use crate::shutdown::StopRequest;
+use crate::web::AppState;
 
 impl Model for StopRequest {
     const FIELDS: &'static [Field] = &[

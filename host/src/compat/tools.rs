@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::envelope::bare;
 use super::extract::{parse_bool, unprocessable};
 use crate::core::catalog::ToolEntry;
-use crate::http::AppState;
+use crate::web::AppState;
 
 fn tool_json(t: &ToolEntry) -> Value {
     // As the Python server: hidden tools (listed only when asked for) say so

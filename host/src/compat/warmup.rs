@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use super::envelope::bare;
 use super::extract::{optional, Checked, Field, Kind, Model};
 use crate::core::ident;
-use crate::http::AppState;
+use crate::web::AppState;
 
 #[derive(Deserialize)]
 pub struct WarmupBody {

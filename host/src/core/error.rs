@@ -1,33 +1,9 @@
-//! The host's errors and the API error codes they carry. Every failure a client
-//! can see is a [`CoreError`]; both HTTP surfaces map its [`ErrorCode`].
+//! The host's errors. Every failure a client can see is a [`CoreError`]: what
+//! went wrong and about what (tool, field, plugin), never a wire code. Each
+//! surface maps it to its own format in one place (`native/codes.rs`,
+//! `compat/codes.rs`, `mcp/results.rs`).
 
 use plugin_api::{ErrorKind, PluginError};
-use serde_json::{json, Value};
-
-/// The native API's error codes (see `docs/api.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorCode {
-    ToolNotFound = 1001,
-    Parameter = 1002,
-    Session = 1003,
-    WorkerNotFound = 1004,
-    ResourceNotFound = 1005,
-    Permission = 1006,
-    Backend = 2001,
-    Timeout = 2002,
-    NotWarmedUp = 2003,
-    Unavailable = 2004,
-    Internal = 5000,
-    // 5001 (configuration error) never reaches a client: a bad config stops
-    // the server at startup with a message naming the key.
-    ShuttingDown = 5002,
-}
-
-impl ErrorCode {
-    pub fn as_u32(self) -> u32 {
-        self as u32
-    }
-}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CoreError {
@@ -73,49 +49,26 @@ pub enum CoreError {
 }
 
 impl CoreError {
-    pub fn code(&self) -> ErrorCode {
+    /// A stable name of what went wrong, for logs.
+    pub fn kind(&self) -> &'static str {
         match self {
-            Self::ToolNotFound(_) | Self::AmbiguousTool { .. } => ErrorCode::ToolNotFound,
-            Self::InvalidParams(_) | Self::BodyTooLarge { .. } => ErrorCode::Parameter,
-            Self::SessionNotFound(_) | Self::SessionBroken(_) => ErrorCode::Session,
-            Self::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
-            Self::ResourceNotFound(_) => ErrorCode::ResourceNotFound,
-            Self::Unauthorized(_) => ErrorCode::Permission,
-            Self::Backend(_) => ErrorCode::Backend,
-            Self::Timeout { .. } | Self::PluginTimeout(_) | Self::Cancelled => ErrorCode::Timeout,
-            Self::NotWarmedUp(_) => ErrorCode::NotWarmedUp,
-            Self::Unavailable(_) => ErrorCode::Unavailable,
-            Self::Internal(_) => ErrorCode::Internal,
-            Self::ShuttingDown => ErrorCode::ShuttingDown,
-        }
-    }
-
-    /// The Python-style exception name clients see as `meta.error_type`.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::ToolNotFound(_) | Self::AmbiguousTool { .. } => "ToolNotFoundError",
-            Self::InvalidParams(_) | Self::BodyTooLarge { .. } => "ParameterError",
-            Self::SessionNotFound(_) | Self::SessionBroken(_) => "SessionError",
-            Self::WorkerNotFound(_) => "WorkerNotFoundError",
-            Self::ResourceNotFound(_) => "ResourceNotFoundError",
-            Self::Unauthorized(_) => "PermissionError",
-            Self::Backend(_) => "BackendError",
-            Self::Timeout { .. } | Self::PluginTimeout(_) => "TimeoutError",
-            Self::Cancelled => "CancelledError",
-            Self::NotWarmedUp(_) => "WarmupError",
-            Self::Unavailable(_) => "ResourceUnavailableError",
-            Self::Internal(_) => "InternalError",
-            Self::ShuttingDown => "ServiceUnavailableError",
-        }
-    }
-
-    /// Extra structured data for the error response, if any.
-    pub fn data(&self) -> Value {
-        match self {
-            Self::AmbiguousTool { candidates, .. } => json!({ "candidates": candidates }),
-            Self::ToolNotFound(action) => json!({ "action": action }),
-            Self::Timeout { seconds } => json!({ "timeout": seconds }),
-            _ => Value::Null,
+            Self::ToolNotFound(_) => "tool_not_found",
+            Self::AmbiguousTool { .. } => "ambiguous_tool",
+            Self::InvalidParams(_) => "invalid_params",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::SessionNotFound(_) => "session_not_found",
+            Self::SessionBroken(_) => "session_broken",
+            Self::WorkerNotFound(_) => "worker_not_found",
+            Self::ResourceNotFound(_) => "resource_not_found",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Backend(_) => "backend",
+            Self::Timeout { .. } => "timeout",
+            Self::PluginTimeout(_) => "plugin_timeout",
+            Self::Cancelled => "cancelled",
+            Self::NotWarmedUp(_) => "not_warmed_up",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+            Self::ShuttingDown => "shutting_down",
         }
     }
 

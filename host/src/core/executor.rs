@@ -115,7 +115,7 @@ impl Core {
                 worker = %req.worker_id,
                 action = %req.action,
                 session = meta.session_id.as_deref().unwrap_or("-"),
-                code = e.code().as_u32(),
+                error_kind = e.kind(),
                 error = %e,
                 "call failed"
             );

@@ -67,6 +67,11 @@ impl McpSession {
         let Some((backend, tool)) = catalog::resolve(&self.core, &request.name) else {
             return results::failure(CoreError::ToolNotFound(request.name.to_string()));
         };
+        let params = Value::Object(request.arguments.unwrap_or_default());
+        // Bad params get their message before a sandbox is made for nothing.
+        if let Err(e) = backend.check_params(&tool, &params) {
+            return results::failure(e);
+        }
         if backend.per_session() && self.core.sessions.get(&worker, &backend.name).is_none() {
             if let Err(e) = self
                 .core
@@ -85,7 +90,7 @@ impl McpSession {
             .execute(ExecRequest {
                 worker_id: worker.clone(),
                 action: format!("{}:{tool}", backend.name),
-                params: Value::Object(request.arguments.unwrap_or_default()),
+                params,
                 timeout: None,
                 cancel: Some(context.ct.clone()),
             })
@@ -139,10 +144,14 @@ impl ServerHandler for McpSession {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let worker = self
+            .worker(context.extensions.get::<Parts>())
+            .unwrap_or("-")
+            .to_string();
         let span = tracing::info_span!(
             "mcp",
             request_id = %context.id,
-            worker = self.worker.get().map(String::as_str).unwrap_or("-"),
+            worker = %worker,
             tool = %request.name,
         );
         self.call(request, &context)

@@ -17,15 +17,33 @@ use std::sync::Arc;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
+use axum::http::HeaderMap;
+use axum::Router;
+
 use crate::core::{secs, Core};
+use crate::web::Surface;
 use handler::McpSession;
 
 /// The path the surface is served at.
 pub const PATH: &str = "/mcp";
 
+/// The MCP surface.
+pub fn surface(core: Arc<Core>) -> Surface {
+    Surface {
+        name: "mcp",
+        routes: Router::new().nest_service(PATH, service(core)),
+        owns: |path: &str, _: &HeaderMap| {
+            path == PATH || path.strip_prefix(PATH).is_some_and(|r| r.starts_with('/'))
+        },
+        health: None,
+        not_routed: results::not_routed,
+        refusal: results::refusal,
+    }
+}
+
 /// The `/mcp` service, to be nested in the application router (which puts
 /// auth, request ids and refusal while stopping in front of it).
-pub fn service(core: Arc<Core>) -> StreamableHttpService<McpSession, LocalSessionManager> {
+fn service(core: Arc<Core>) -> StreamableHttpService<McpSession, LocalSessionManager> {
     let server = &core.config.server;
     let mut sessions = LocalSessionManager::default();
     // An idle MCP session ends after the same TTL as a native session; its

@@ -3,13 +3,17 @@
 //! become `isError` results carrying the native API's message; a request the
 //! server cannot route (an unknown tool) is a protocol error.
 
-use rmcp::model::{CallToolResult, ContentBlock};
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use rmcp::model::{CallToolResult, ContentBlock, ErrorCode};
 use rmcp::ErrorData;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::executor::ToolOutput;
+use crate::web::RequestId;
 
 /// Maps the outcome of one call.
 pub fn call_result(outcome: CoreResult<ToolOutput>) -> Result<CallToolResult, ErrorData> {
@@ -36,6 +40,44 @@ pub fn failure(err: CoreError) -> Result<CallToolResult, ErrorData> {
             err.to_string(),
         )])),
     }
+}
+
+/// A request refused before it reached the MCP transport (no or a wrong
+/// token, the server stopping, a body too large): the HTTP status says what
+/// happened, and the body is a JSON-RPC error a client can show.
+pub fn refusal(err: CoreError, id: &RequestId) -> Response {
+    let status = match &err {
+        CoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        CoreError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CoreError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        CoreError::InvalidParams(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let code = match &err {
+        CoreError::InvalidParams(_) | CoreError::BodyTooLarge { .. } => ErrorCode::INVALID_REQUEST,
+        _ => ErrorCode::INTERNAL_ERROR,
+    };
+    jsonrpc_error(status, code, &err.to_string(), id)
+}
+
+/// A path under `/mcp` the transport does not serve.
+pub fn not_routed(status: StatusCode, req: &Request, id: &RequestId) -> Response {
+    let message = format!(
+        "{} {} is not an MCP endpoint; use {}",
+        req.method(),
+        req.uri().path(),
+        super::PATH
+    );
+    jsonrpc_error(status, ErrorCode::INVALID_REQUEST, &message, id)
+}
+
+fn jsonrpc_error(status: StatusCode, code: ErrorCode, message: &str, id: &RequestId) -> Response {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": code.0, "message": message, "data": {"request_id": id.0}},
+    });
+    (status, axum::Json(body)).into_response()
 }
 
 fn success(output: &RawValue) -> CallToolResult {

@@ -1,4 +1,5 @@
-//! The native response envelope: `{code, message, data, meta}`.
+//! The native response envelope: `{code, message, data, meta}` (shape in
+//! [`crate::web::envelope`]), filled the native way.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -7,20 +8,11 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
-use super::request_id::RequestId;
-use super::status::status_for;
+use super::codes::{self, status_for};
 use crate::core::error::CoreError;
 use crate::core::executor::ExecMeta;
-
-/// `{code, message, data, meta}` on both surfaces, serialized straight from
-/// this struct so a tool's result text is copied into the answer as is.
-#[derive(Debug, Serialize)]
-pub struct Envelope<D> {
-    pub code: u32,
-    pub message: String,
-    pub data: D,
-    pub meta: Map<String, Value>,
-}
+pub use crate::web::envelope::{raw, BatchData, Envelope};
+use crate::web::RequestId;
 
 /// A successful envelope with extra `meta` keys.
 pub fn ok<D: Serialize>(request_id: &RequestId, data: D, meta: Map<String, Value>) -> Response {
@@ -36,33 +28,6 @@ pub fn ok_body<D>(request_id: &RequestId, data: D, mut meta: Map<String, Value>)
         data,
         meta,
     }
-}
-
-/// `data` of a batch answer on both surfaces.
-#[derive(Debug, Serialize)]
-pub struct BatchData<R> {
-    pub results: Vec<R>,
-    pub total: usize,
-    pub executed: usize,
-    pub success_count: usize,
-}
-
-impl<R> BatchData<R> {
-    pub fn new(results: Vec<R>, total: usize, failed: usize) -> Self {
-        let executed = results.len();
-        Self {
-            results,
-            total,
-            executed,
-            success_count: executed - failed,
-        }
-    }
-}
-
-/// JSON for `data` in an answer built from typed parts (never fails for the
-/// maps and values this host builds; `null` if it somehow did).
-pub fn raw(value: &impl Serialize) -> Box<RawValue> {
-    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// An error as a client sees it: the envelope, with the status for its code.
@@ -89,7 +54,7 @@ impl ApiError {
 
     /// The envelope body (also used for batch entries).
     pub fn body(self) -> Envelope<Box<RawValue>> {
-        self.body_with(|e| raw(&e.data()))
+        self.body_with(|e| raw(&codes::data(e)))
     }
 
     /// The envelope with `data` chosen by the caller.
@@ -97,9 +62,9 @@ impl ApiError {
         self.meta
             .insert("request_id".into(), Value::String(self.request_id));
         self.meta
-            .insert("error_type".into(), json!(self.error.error_type()));
+            .insert("error_type".into(), json!(codes::error_type(&self.error)));
         Envelope {
-            code: self.error.code().as_u32(),
+            code: codes::code(&self.error).as_u32(),
             message: self.error.to_string(),
             data: data(&self.error),
             meta: self.meta,

@@ -5,9 +5,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::envelope::{ok, ApiError};
-use super::request_id::RequestId;
-use super::AppState;
 use crate::core::error::CoreError;
+use crate::web::AppState;
+use crate::web::RequestId;
 
 /// Parses a boolean query flag: true/false/1/0/yes/no/on/off, any case.
 pub fn parse_flag(name: &str, value: Option<&String>) -> Result<bool, CoreError> {

@@ -30,5 +30,5 @@ pub async fn require_token(
         Some(p) if bool::from(p.as_bytes().ct_eq(token.as_bytes())) => return next.run(req).await,
         Some(_) => "Invalid bearer token",
     };
-    super::refusal(&req, CoreError::Unauthorized(error.into()), &id)
+    super::fallback::refusal(&req, CoreError::Unauthorized(error.into()), &id)
 }

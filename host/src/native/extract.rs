@@ -1,14 +1,13 @@
 //! Request bodies: JSON decoded into typed requests, with errors that name the
 //! field (1002), an empty body read as `{}`, and the size limit (413).
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use super::envelope::ApiError;
-use super::request_id::RequestId;
 use crate::core::error::CoreError;
+use crate::web::body::read_bytes;
+use crate::web::{AppState, RequestId};
 
 /// A JSON body decoded into `T`.
 pub struct Body<T>(pub T);
@@ -83,24 +82,9 @@ fn field_message(path: &str, inner: &str) -> String {
     }
 }
 
-/// Reads the raw body within the configured limit.
-pub async fn read_bytes<S: Send + Sync>(
-    req: Request,
-    state: &S,
-    limit: usize,
-) -> Result<Bytes, CoreError> {
-    Bytes::from_request(req, state).await.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            CoreError::BodyTooLarge { limit }
-        } else {
-            CoreError::InvalidParams(format!("Cannot read the request body: {rejection}"))
-        }
-    })
-}
-
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T>
 where
-    S: AsRef<super::AppState>,
+    S: AsRef<AppState>,
 {
     type Rejection = ApiError;
 

@@ -6,9 +6,9 @@ use serde_json::{json, Map};
 
 use super::envelope::ok;
 use super::extract::Body;
-use super::request_id::RequestId;
-use super::AppState;
 use crate::shutdown::StopRequest;
+use crate::web::AppState;
+use crate::web::RequestId;
 
 pub async fn shutdown(
     State(state): State<AppState>,

@@ -7,12 +7,12 @@ use serde_json::{json, Map, Value};
 
 use super::envelope::{ok, ApiError};
 use super::extract::Body;
-use super::request_id::RequestId;
 use super::time::rfc3339;
-use super::AppState;
 use crate::core::error::CoreResult;
 use crate::core::ident;
 use crate::core::session::Session;
+use crate::web::AppState;
+use crate::web::RequestId;
 
 #[derive(Deserialize)]
 pub struct CreateBody {

@@ -8,11 +8,11 @@ use serde_json::{Map, Value};
 
 use super::envelope::{exec_meta, ok, ok_body, ApiError, BatchData, Envelope};
 use super::extract::Body;
-use super::request_id::RequestId;
-use super::AppState;
 use crate::core::error::CoreError;
 use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
 use crate::core::ident;
+use crate::web::AppState;
+use crate::web::RequestId;
 
 #[derive(Deserialize)]
 pub struct ExecuteBody {
@@ -135,7 +135,7 @@ pub async fn batch(
     match first_error {
         None => ok(&id, data, Map::new()),
         Some(e) => {
-            let status = super::status::status_for(&e);
+            let status = super::codes::status_for(&e);
             let message = format!("{failed} of {} actions failed", data.executed);
             let mut body = ApiError::new(e, &id).body_with(|_| data);
             body.message = message;

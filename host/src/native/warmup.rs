@@ -9,9 +9,9 @@ use serde_json::{json, Map};
 
 use super::envelope::{ok, ApiError};
 use super::extract::Body;
-use super::request_id::RequestId;
-use super::AppState;
 use crate::core::ident;
+use crate::web::AppState;
+use crate::web::RequestId;
 
 #[derive(Deserialize)]
 pub struct WarmupBody {

@@ -1,0 +1,103 @@
+//! The one place where a core error becomes the native API's wire form: its
+//! code (`docs/api.md`), HTTP status, `meta.error_type` and `data`.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::core::error::CoreError;
+
+/// The native API's error codes (see `docs/api.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    ToolNotFound = 1001,
+    Parameter = 1002,
+    Session = 1003,
+    WorkerNotFound = 1004,
+    ResourceNotFound = 1005,
+    Permission = 1006,
+    Backend = 2001,
+    Timeout = 2002,
+    NotWarmedUp = 2003,
+    Unavailable = 2004,
+    Internal = 5000,
+    // 5001 (configuration error) never reaches a client: a bad config stops
+    // the server at startup with a message naming the key.
+    ShuttingDown = 5002,
+}
+
+impl ErrorCode {
+    pub fn as_u32(self) -> u32 {
+        self as u32
+    }
+}
+
+/// The code of an error.
+pub fn code(err: &CoreError) -> ErrorCode {
+    use CoreError as E;
+    match err {
+        E::ToolNotFound(_) | E::AmbiguousTool { .. } => ErrorCode::ToolNotFound,
+        E::InvalidParams(_) | E::BodyTooLarge { .. } => ErrorCode::Parameter,
+        E::SessionNotFound(_) | E::SessionBroken(_) => ErrorCode::Session,
+        E::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
+        E::ResourceNotFound(_) => ErrorCode::ResourceNotFound,
+        E::Unauthorized(_) => ErrorCode::Permission,
+        E::Backend(_) => ErrorCode::Backend,
+        E::Timeout { .. } | E::PluginTimeout(_) | E::Cancelled => ErrorCode::Timeout,
+        E::NotWarmedUp(_) => ErrorCode::NotWarmedUp,
+        E::Unavailable(_) => ErrorCode::Unavailable,
+        E::Internal(_) => ErrorCode::Internal,
+        E::ShuttingDown => ErrorCode::ShuttingDown,
+    }
+}
+
+/// The Python-style exception name clients see as `meta.error_type`.
+pub fn error_type(err: &CoreError) -> &'static str {
+    use CoreError as E;
+    match err {
+        E::ToolNotFound(_) | E::AmbiguousTool { .. } => "ToolNotFoundError",
+        E::InvalidParams(_) | E::BodyTooLarge { .. } => "ParameterError",
+        E::SessionNotFound(_) | E::SessionBroken(_) => "SessionError",
+        E::WorkerNotFound(_) => "WorkerNotFoundError",
+        E::ResourceNotFound(_) => "ResourceNotFoundError",
+        E::Unauthorized(_) => "PermissionError",
+        E::Backend(_) => "BackendError",
+        E::Timeout { .. } | E::PluginTimeout(_) => "TimeoutError",
+        E::Cancelled => "CancelledError",
+        E::NotWarmedUp(_) => "WarmupError",
+        E::Unavailable(_) => "ResourceUnavailableError",
+        E::Internal(_) => "InternalError",
+        E::ShuttingDown => "ServiceUnavailableError",
+    }
+}
+
+/// Extra structured data for the error response, if any.
+pub fn data(err: &CoreError) -> Value {
+    use CoreError as E;
+    match err {
+        E::AmbiguousTool { candidates, .. } => json!({ "candidates": candidates }),
+        E::ToolNotFound(action) => json!({ "action": action }),
+        E::Timeout { seconds } => json!({ "timeout": seconds }),
+        _ => Value::Null,
+    }
+}
+
+/// The HTTP status of an error.
+pub fn status_for(err: &CoreError) -> StatusCode {
+    match err {
+        CoreError::ToolNotFound(_) | CoreError::AmbiguousTool { .. } => StatusCode::NOT_FOUND,
+        CoreError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        CoreError::InvalidParams(_) => StatusCode::BAD_REQUEST,
+        CoreError::SessionNotFound(_) => StatusCode::NOT_FOUND,
+        CoreError::SessionBroken(_) => StatusCode::CONFLICT,
+        CoreError::WorkerNotFound(_) | CoreError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
+        CoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        CoreError::Backend(_) => StatusCode::BAD_GATEWAY,
+        CoreError::Timeout { .. } | CoreError::PluginTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        // Only MCP clients cancel; a native client that went away hears nothing.
+        CoreError::Cancelled => StatusCode::GATEWAY_TIMEOUT,
+        CoreError::NotWarmedUp(_) | CoreError::Unavailable(_) | CoreError::ShuttingDown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
