@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use axum::http::request::Parts;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
     PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{NotificationContext, RequestContext};
@@ -98,8 +98,6 @@ impl McpSession {
         results::call_result(report.result)
     }
 }
-
-use rmcp::model::CallToolResult;
 
 impl ServerHandler for McpSession {
     fn get_info(&self) -> ServerConfig {

@@ -101,3 +101,101 @@ pub fn status_for(err: &CoreError) -> StatusCode {
         CoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table in `docs/api.md`: code, status and error type per error.
+    #[test]
+    fn each_error_has_its_documented_code_status_and_type() {
+        let cases = [
+            (
+                CoreError::ToolNotFound("x".into()),
+                1001,
+                404,
+                "ToolNotFoundError",
+            ),
+            (
+                CoreError::InvalidParams("x".into()),
+                1002,
+                400,
+                "ParameterError",
+            ),
+            (
+                CoreError::BodyTooLarge { limit: 1 },
+                1002,
+                413,
+                "ParameterError",
+            ),
+            (
+                CoreError::SessionNotFound("x".into()),
+                1003,
+                404,
+                "SessionError",
+            ),
+            (
+                CoreError::SessionBroken("x".into()),
+                1003,
+                409,
+                "SessionError",
+            ),
+            (
+                CoreError::WorkerNotFound("x".into()),
+                1004,
+                404,
+                "WorkerNotFoundError",
+            ),
+            (
+                CoreError::ResourceNotFound("x".into()),
+                1005,
+                404,
+                "ResourceNotFoundError",
+            ),
+            (
+                CoreError::Unauthorized("x".into()),
+                1006,
+                401,
+                "PermissionError",
+            ),
+            (CoreError::Backend("x".into()), 2001, 502, "BackendError"),
+            (
+                CoreError::Timeout { seconds: 1.0 },
+                2002,
+                504,
+                "TimeoutError",
+            ),
+            (CoreError::Cancelled, 2002, 504, "CancelledError"),
+            (CoreError::NotWarmedUp("x".into()), 2003, 503, "WarmupError"),
+            (
+                CoreError::Unavailable("x".into()),
+                2004,
+                503,
+                "ResourceUnavailableError",
+            ),
+            (CoreError::Internal("x".into()), 5000, 500, "InternalError"),
+            (
+                CoreError::ShuttingDown,
+                5002,
+                503,
+                "ServiceUnavailableError",
+            ),
+        ];
+        for (err, want_code, want_status, want_type) in cases {
+            assert_eq!(code(&err).as_u32(), want_code, "{err:?}");
+            assert_eq!(status_for(&err).as_u16(), want_status, "{err:?}");
+            assert_eq!(error_type(&err), want_type, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn data_carries_the_tool_candidates_and_timeout() {
+        let e = CoreError::AmbiguousTool {
+            name: "run".into(),
+            candidates: vec!["a:run".into(), "b:run".into()],
+        };
+        assert_eq!(data(&e)["candidates"][1], "b:run");
+        assert_eq!(data(&CoreError::Timeout { seconds: 2.5 })["timeout"], 2.5);
+        assert!(data(&CoreError::Backend("x".into())).is_null());
+    }
+}

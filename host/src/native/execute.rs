@@ -10,14 +10,14 @@ use super::envelope::{exec_meta, ok, ok_body, ApiError, BatchData, Envelope};
 use super::extract::Body;
 use crate::core::error::CoreError;
 use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
-use crate::core::ident;
+use crate::core::ident::Id;
 use crate::web::AppState;
 use crate::web::RequestId;
 
 #[derive(Deserialize)]
 pub struct ExecuteBody {
-    worker_id: String,
-    action: String,
+    worker_id: Id,
+    action: Id,
     #[serde(default)]
     params: Value,
     #[serde(default)]
@@ -26,7 +26,7 @@ pub struct ExecuteBody {
 
 #[derive(Deserialize)]
 pub struct BatchAction {
-    action: String,
+    action: Id,
     #[serde(default)]
     params: Value,
     #[serde(default)]
@@ -35,7 +35,7 @@ pub struct BatchAction {
 
 #[derive(Deserialize)]
 pub struct BatchBody {
-    worker_id: String,
+    worker_id: Id,
     actions: Vec<BatchAction>,
     #[serde(default)]
     parallel: bool,
@@ -61,16 +61,11 @@ pub async fn execute(
     id: RequestId,
     Body(body): Body<ExecuteBody>,
 ) -> Response {
-    if let Err(e) =
-        ident::check("worker_id", &body.worker_id).and(ident::check("action", &body.action))
-    {
-        return ApiError::new(e, &id).into_response();
-    }
     let report = state
         .core
         .execute(ExecRequest {
-            worker_id: body.worker_id,
-            action: body.action,
+            worker_id: body.worker_id.into_string(),
+            action: body.action.into_string(),
             params: body.params,
             timeout: body.timeout,
             cancel: None,
@@ -89,17 +84,12 @@ pub async fn batch(
     id: RequestId,
     Body(body): Body<BatchBody>,
 ) -> Response {
-    if let Err(e) = ident::check("worker_id", &body.worker_id) {
-        return ApiError::new(e, &id).into_response();
-    }
+    let worker = body.worker_id.into_string();
     let mut actions = Vec::with_capacity(body.actions.len());
-    for (i, a) in body.actions.into_iter().enumerate() {
-        if let Err(e) = ident::check(&format!("actions[{i}].action"), &a.action) {
-            return ApiError::new(e, &id).into_response();
-        }
+    for a in body.actions {
         actions.push(ExecRequest {
-            worker_id: body.worker_id.clone(),
-            action: a.action,
+            worker_id: worker.clone(),
+            action: a.action.into_string(),
             params: a.params,
             timeout: a.timeout,
             cancel: None,
@@ -109,7 +99,7 @@ pub async fn batch(
     let reports = match state
         .core
         .execute_batch(BatchRequest {
-            worker_id: body.worker_id,
+            worker_id: worker,
             actions,
             parallel: body.parallel,
             stop_on_error: body.stop_on_error,

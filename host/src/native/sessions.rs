@@ -8,44 +8,32 @@ use serde_json::{json, Map, Value};
 use super::envelope::{ok, ApiError};
 use super::extract::Body;
 use super::time::rfc3339;
-use crate::core::error::CoreResult;
-use crate::core::ident;
+use crate::core::ident::Id;
 use crate::core::session::Session;
 use crate::web::AppState;
 use crate::web::RequestId;
 
 #[derive(Deserialize)]
 pub struct CreateBody {
-    worker_id: String,
-    resource_type: String,
+    worker_id: Id,
+    resource_type: Id,
     #[serde(default)]
     config: Value,
     #[serde(default)]
-    custom_name: Option<String>,
+    custom_name: Option<Id>,
 }
 
 #[derive(Deserialize)]
 pub struct TargetBody {
-    worker_id: String,
-    resource_type: String,
+    worker_id: Id,
+    resource_type: Id,
 }
 
 #[derive(Deserialize)]
 pub struct WorkerBody {
-    worker_id: String,
+    worker_id: Id,
     #[serde(default)]
-    resource_type: Option<String>,
-}
-
-fn check_ids(worker: &str, rt: Option<&str>, custom: Option<&str>) -> CoreResult<()> {
-    ident::check("worker_id", worker)?;
-    if let Some(rt) = rt {
-        ident::check("resource_type", rt)?;
-    }
-    if let Some(c) = custom {
-        ident::check("custom_name", c)?;
-    }
-    Ok(())
+    resource_type: Option<Id>,
 }
 
 pub async fn create(
@@ -53,24 +41,16 @@ pub async fn create(
     id: RequestId,
     Body(body): Body<CreateBody>,
 ) -> Response {
-    let result = async {
-        check_ids(
+    let result = state
+        .core
+        .create_session(
             &body.worker_id,
-            Some(&body.resource_type),
+            &body.resource_type,
+            &body.config,
             body.custom_name.as_deref(),
-        )?;
-        state
-            .core
-            .create_session(
-                &body.worker_id,
-                &body.resource_type,
-                &body.config,
-                body.custom_name.as_deref(),
-                false,
-            )
-            .await
-    }
-    .await;
+            false,
+        )
+        .await;
     match result {
         Ok((s, created)) => ok(
             &id,
@@ -92,14 +72,10 @@ pub async fn destroy(
     id: RequestId,
     Body(body): Body<TargetBody>,
 ) -> Response {
-    let result = async {
-        check_ids(&body.worker_id, Some(&body.resource_type), None)?;
-        state
-            .core
-            .destroy_session(&body.worker_id, &body.resource_type)
-            .await
-    }
-    .await;
+    let result = state
+        .core
+        .destroy_session(&body.worker_id, &body.resource_type)
+        .await;
     match result {
         Ok(s) => ok(
             &id,
@@ -134,9 +110,6 @@ pub async fn list(
     id: RequestId,
     Body(body): Body<WorkerBody>,
 ) -> Response {
-    if let Err(e) = check_ids(&body.worker_id, None, None) {
-        return ApiError::new(e, &id).into_response();
-    }
     let ttl = state.core.sessions.ttl();
     let sessions: Vec<Value> = state
         .core
@@ -157,12 +130,10 @@ pub async fn refresh(
     id: RequestId,
     Body(body): Body<WorkerBody>,
 ) -> Response {
-    let result = check_ids(&body.worker_id, body.resource_type.as_deref(), None).and_then(|()| {
-        state
-            .core
-            .sessions
-            .refresh(&body.worker_id, body.resource_type.as_deref())
-    });
+    let result = state
+        .core
+        .sessions
+        .refresh(&body.worker_id, body.resource_type.as_deref());
     let ttl = state.core.sessions.ttl();
     match result {
         Ok(sessions) => {

@@ -7,16 +7,16 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map};
 
-use super::envelope::{ok, ApiError};
+use super::envelope::ok;
 use super::extract::Body;
-use crate::core::ident;
+use crate::core::ident::Id;
 use crate::web::AppState;
 use crate::web::RequestId;
 
 #[derive(Deserialize)]
 pub struct WarmupBody {
     #[serde(default)]
-    backends: Option<Vec<String>>,
+    backends: Option<Vec<Id>>,
 }
 
 pub async fn warmup(
@@ -24,12 +24,10 @@ pub async fn warmup(
     id: RequestId,
     Body(body): Body<WarmupBody>,
 ) -> Response {
-    for (i, name) in body.backends.iter().flatten().enumerate() {
-        if let Err(e) = ident::check(&format!("backends[{i}]"), name) {
-            return ApiError::new(e, &id).into_response();
-        }
-    }
-    let results = state.core.warmup(body.backends).await;
+    let names = body
+        .backends
+        .map(|b| b.into_iter().map(Id::into_string).collect());
+    let results = state.core.warmup(names).await;
     let failed: Vec<&String> = results
         .iter()
         .filter(|(_, r)| !r.warmed_up)
