@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use plugin_api::loader::LoadedPlugin;
 use plugin_api::{PluginInfo, SessionModel, ToolInfo};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::blocking::run_blocking;
 use super::error::{CoreError, CoreResult};
+use super::handle::PluginHandle;
 use super::inline::InlineTools;
 use super::library::LibraryFile;
 use super::validate::ParamsSchema;
@@ -29,7 +29,7 @@ pub enum WarmState {
 pub struct Backend {
     pub name: String,
     pub info: PluginInfo,
-    pub plugin: LoadedPlugin,
+    pub plugin: Box<dyn PluginHandle>,
     pub settings: PluginConfig,
     pub file: LibraryFile,
     tools: Vec<ToolInfo>,
@@ -52,7 +52,7 @@ pub struct Backend {
 impl Backend {
     /// Checks the plugin's tools (names, schemas) and builds the backend.
     pub fn new(
-        plugin: LoadedPlugin,
+        plugin: Box<dyn PluginHandle>,
         settings: PluginConfig,
         file: LibraryFile,
         max_calls: usize,

@@ -130,7 +130,7 @@ impl Core {
                     .map_err(|e| e.to_string())?;
                 let settings = self.config.plugin(&plugin.info().name);
                 Backend::new(
-                    plugin,
+                    Box::new(plugin),
                     settings,
                     file.clone(),
                     self.config.server.max_inflight_per_plugin,

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod discovery;
 pub mod error;
 pub mod executor;
+pub mod handle;
 pub mod ident;
 pub mod inline;
 pub mod library;
@@ -18,6 +19,10 @@ pub mod registry;
 pub mod session;
 pub mod session_api;
 pub mod sessions;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
 pub mod validate;
 pub mod warmup;
 

@@ -1,0 +1,74 @@
+//! The seam between the core and plugin code: everything the core asks of a
+//! plugin, wherever that plugin's code runs. Today a library loaded into this
+//! process ([`LoadedPlugin`]); in unit tests a Rust type in the test itself
+//! (`core/testing.rs`), so the executor, sessions, warmup, draining and call
+//! caps are tested without building libraries. A child-process plugin
+//! (isolated mode) is the next implementation.
+
+use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
+
+use plugin_api::loader::LoadedPlugin;
+use plugin_api::{PluginError, PluginInfo, ToolInfo};
+use serde_json::Value;
+
+/// A plugin the core can drive. Every method may block: the core calls them
+/// on call threads (see `call_pool.rs`), never on the async runtime, except
+/// tools a plugin declares non-blocking (see `inline.rs`).
+pub trait PluginHandle: Send + Sync + 'static {
+    /// Name, version, description and session model.
+    fn info(&self) -> &PluginInfo;
+    /// The tools, with their schemas.
+    fn tools(&self) -> &[ToolInfo];
+    /// Builds the plugin if needed and warms it up with its config.
+    fn warmup(&self, config: &Value) -> Result<(), PluginError>;
+    /// Ends every session the plugin still has and shuts it down.
+    fn shutdown(&self) -> Result<(), PluginError>;
+    /// Creates a session.
+    fn initialize(&self, session_id: &str, config: &Value) -> Result<(), PluginError>;
+    /// Ends a session.
+    fn cleanup(&self, session_id: &str) -> Result<(), PluginError>;
+    /// Runs a tool and returns its result as JSON text. `session_id` is
+    /// `None` for shared plugins; `cancel` set means stop.
+    fn call(
+        &self,
+        session_id: Option<&str>,
+        worker_id: &str,
+        tool: &str,
+        params: &Value,
+        cancel: &AtomicBool,
+        deadline: SystemTime,
+    ) -> Result<String, PluginError>;
+}
+
+impl PluginHandle for LoadedPlugin {
+    fn info(&self) -> &PluginInfo {
+        LoadedPlugin::info(self)
+    }
+    fn tools(&self) -> &[ToolInfo] {
+        LoadedPlugin::tools(self)
+    }
+    fn warmup(&self, config: &Value) -> Result<(), PluginError> {
+        LoadedPlugin::warmup(self, config)
+    }
+    fn shutdown(&self) -> Result<(), PluginError> {
+        LoadedPlugin::shutdown(self)
+    }
+    fn initialize(&self, session_id: &str, config: &Value) -> Result<(), PluginError> {
+        LoadedPlugin::initialize(self, session_id, config)
+    }
+    fn cleanup(&self, session_id: &str) -> Result<(), PluginError> {
+        LoadedPlugin::cleanup(self, session_id)
+    }
+    fn call(
+        &self,
+        session_id: Option<&str>,
+        worker_id: &str,
+        tool: &str,
+        params: &Value,
+        cancel: &AtomicBool,
+        deadline: SystemTime,
+    ) -> Result<String, PluginError> {
+        LoadedPlugin::call(self, session_id, worker_id, tool, params, cancel, deadline)
+    }
+}
