@@ -19,6 +19,16 @@ pub struct Cli {
 pub enum Command {
     /// Start the server.
     Serve(ServeArgs),
+    /// Run one plugin library for an isolated plugin (started by the server).
+    #[command(hide = true)]
+    PluginRunner(RunnerArgs),
+}
+
+#[derive(Args)]
+pub struct RunnerArgs {
+    /// The plugin library to load.
+    #[arg(long)]
+    pub library: PathBuf,
 }
 
 #[derive(Args)]

@@ -117,6 +117,25 @@ pub struct PluginConfig {
     pub config: Value,
     /// Defaults for every session, overlaid by the client's session config.
     pub session: Value,
+    /// Where the plugin's code runs. Looked up by the name the library file
+    /// gives (`libagentflow_<name>.so`), before the library is opened.
+    pub mode: PluginMode,
+    /// Isolated mode: the runner process's address-space limit (RLIMIT_AS),
+    /// so a runaway allocation ends that process and not the machine.
+    pub memory_bytes: Option<u64>,
+}
+
+/// Where a plugin's code runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginMode {
+    /// Loaded into the host: fastest; a crash in plugin code (segfault,
+    /// abort, stack overflow) takes the host down with it.
+    #[default]
+    InProcess,
+    /// In a process of its own (`isolation/`): a crash ends that process,
+    /// its calls fail, its sessions are reported broken, and it restarts.
+    Isolated,
 }
 
 impl Default for PluginConfig {
@@ -126,6 +145,8 @@ impl Default for PluginConfig {
             path: None,
             config: Value::Object(Default::default()),
             session: Value::Object(Default::default()),
+            mode: PluginMode::InProcess,
+            memory_bytes: None,
         }
     }
 }
@@ -233,6 +254,16 @@ impl Config {
             if !p.session.is_object() {
                 return Err(format!("key 'plugins.{name}.session': must be a table"));
             }
+            if p.memory_bytes.is_some() && p.mode != PluginMode::Isolated {
+                return Err(format!(
+                    "key 'plugins.{name}.memory_bytes': only applies with mode = \"isolated\""
+                ));
+            }
+            if p.memory_bytes.is_some_and(|b| b < 64 << 20) {
+                return Err(format!(
+                    "key 'plugins.{name}.memory_bytes': must be at least 67108864 (64 MiB)"
+                ));
+            }
         }
         Ok(())
     }
@@ -314,5 +345,16 @@ mod tests {
             e.contains("server.auth_token") && e.contains("AGENTFLOW_SURELY_UNSET_VAR"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn plugin_mode_and_its_memory_limit_are_checked() {
+        let c = Config::parse("[plugins.rag]\nmode = \"isolated\"\nmemory_bytes = 1073741824\n", Path::new(".")).unwrap();
+        assert_eq!(c.plugin("rag").mode, PluginMode::Isolated);
+        assert_eq!(c.plugin("bash").mode, PluginMode::InProcess);
+        let e = Config::parse("[plugins.rag]\nmode = \"sideways\"\n", Path::new(".")).unwrap_err();
+        assert!(e.contains("plugins.rag.mode") || e.contains("mode"), "{e}");
+        let e = Config::parse("[plugins.rag]\nmemory_bytes = 1073741824\n", Path::new(".")).unwrap_err();
+        assert!(e.contains("plugins.rag.memory_bytes") && e.contains("isolated"), "{e}");
     }
 }

@@ -7,6 +7,8 @@ pub mod config;
 pub mod core;
 #[doc(hidden)]
 pub mod fuzzing;
+#[doc(hidden)]
+pub mod isolation;
 mod mcp;
 mod native;
 pub mod server;

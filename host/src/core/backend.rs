@@ -79,13 +79,16 @@ impl Backend {
                 return Err(format!("tool '{}' is declared twice", tool.name));
             }
         }
+        let isolated = plugin.isolated().is_some();
         Ok(Self {
             name: info.name.clone(),
             info,
             plugin,
             settings,
             file,
-            inline: InlineTools::new(&tools),
+            // A call to a plugin in another process waits on a pipe (and on a
+            // restart after a crash): never on the async runtime's threads.
+            inline: InlineTools::new(if isolated { &[] } else { &tools }),
             tools,
             schemas,
             warm_lock: tokio::sync::Mutex::new(()),

@@ -2,8 +2,8 @@
 //! plugin, wherever that plugin's code runs. Today a library loaded into this
 //! process ([`LoadedPlugin`]); in unit tests a Rust type in the test itself
 //! (`core/testing.rs`), so the executor, sessions, warmup, draining and call
-//! caps are tested without building libraries. A child-process plugin
-//! (isolated mode) is the next implementation.
+//! caps are tested without building libraries; and in isolated mode a runner
+//! process (`isolation/child.rs`).
 
 use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
@@ -11,6 +11,8 @@ use std::time::SystemTime;
 use plugin_api::loader::LoadedPlugin;
 use plugin_api::{PluginError, PluginInfo, ToolInfo};
 use serde_json::Value;
+
+pub use crate::isolation::child::ProcessStatus;
 
 /// A plugin the core can drive. Every method may block: the core calls them
 /// on call threads (see `call_pool.rs`), never on the async runtime, except
@@ -39,6 +41,11 @@ pub trait PluginHandle: Send + Sync + 'static {
         cancel: &AtomicBool,
         deadline: SystemTime,
     ) -> Result<String, PluginError>;
+
+    /// The plugin's process, when it runs in one of its own (isolated mode).
+    fn isolated(&self) -> Option<ProcessStatus> {
+        None
+    }
 }
 
 impl PluginHandle for LoadedPlugin {

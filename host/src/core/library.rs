@@ -96,12 +96,8 @@ pub fn remove_stale_partials(copies: &Path) {
 }
 
 /// Copies the file's bytes to `<copies>/<hash>.so` (written beside and renamed,
-/// so a copy is never half-written or rewritten) and loads that copy.
-pub fn load_copy(
-    file: &LibraryFile,
-    bytes: &[u8],
-    copies: &Path,
-) -> Result<LoadedPlugin, LibraryError> {
+/// so a copy is never half-written or rewritten) and returns the copy's path.
+pub fn copy(file: &LibraryFile, bytes: &[u8], copies: &Path) -> Result<PathBuf, LibraryError> {
     std::fs::create_dir_all(copies)
         .map_err(|e| LibraryError::Io(format!("{}: {e}", copies.display())))?;
     let target = copies.join(format!("{}.so", &file.hash[..32.min(file.hash.len())]));
@@ -112,6 +108,16 @@ pub fn load_copy(
         std::fs::rename(&tmp, &target)
             .map_err(|e| LibraryError::Io(format!("{}: {e}", target.display())))?;
     }
+    Ok(target)
+}
+
+/// [`copy`], then loads the copy into this process.
+pub fn load_copy(
+    file: &LibraryFile,
+    bytes: &[u8],
+    copies: &Path,
+) -> Result<LoadedPlugin, LibraryError> {
+    let target = copy(file, bytes, copies)?;
     Ok(LoadedPlugin::load(&target)?)
 }
 

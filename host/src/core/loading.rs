@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::backend::Backend;
+use super::handle::PluginHandle;
 use super::library::{self, LibraryFile};
 use super::registry::FileRecord;
 use super::Core;
+use crate::config::PluginMode;
+use crate::isolation::child::IsolatedPlugin;
 
 /// What happened to one library file.
 pub enum LoadOutcome {
@@ -126,11 +129,21 @@ impl Core {
         let result = checked
             .and_then(|()| library::check_complete_elf(&bytes))
             .and_then(|()| {
-                let plugin = library::load_copy(&file, &bytes, &self.copies_dir)
-                    .map_err(|e| e.to_string())?;
+                let plugin: Box<dyn PluginHandle> = match self.config.plugin(&provisional).mode {
+                    PluginMode::InProcess => Box::new(
+                        library::load_copy(&file, &bytes, &self.copies_dir)
+                            .map_err(|e| e.to_string())?,
+                    ),
+                    PluginMode::Isolated => {
+                        let copy = library::copy(&file, &bytes, &self.copies_dir)
+                            .map_err(|e| e.to_string())?;
+                        let memory = self.config.plugin(&provisional).memory_bytes;
+                        Box::new(IsolatedPlugin::start(&copy, memory)?)
+                    }
+                };
                 let settings = self.config.plugin(&plugin.info().name);
                 Backend::new(
-                    Box::new(plugin),
+                    plugin,
                     settings,
                     file.clone(),
                     self.config.server.max_inflight_per_plugin,

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::backend::WarmState;
+use super::handle::ProcessStatus;
 use super::loading::LoadOutcome;
 use super::Core;
+use crate::config::PluginMode;
 
 /// The outcome of warming one backend.
 #[derive(Debug, Clone, Serialize)]
@@ -38,6 +40,11 @@ pub struct BackendStatus {
     /// Settings of this plugin that weaken isolation (e.g. no sandbox).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// `in_process` or `isolated` (as configured for a file not loaded yet).
+    pub mode: PluginMode,
+    /// Isolated mode: the plugin's process (pid, restarts, how the last one ended).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessStatus>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,6 +170,12 @@ impl Core {
                     draining,
                     pending: None,
                     warnings: self.config.plugin(&b.name).isolation_warnings(),
+                    mode: if b.plugin.isolated().is_some() {
+                        PluginMode::Isolated
+                    } else {
+                        PluginMode::InProcess
+                    },
+                    process: b.plugin.isolated(),
                 },
             );
         }
@@ -205,6 +218,8 @@ impl Core {
                             draining: Vec::new(),
                             pending: None,
                             warnings: self.config.plugin(&f.name).isolation_warnings(),
+                            mode: self.config.plugin(&f.name).mode,
+                            process: None,
                         },
                     );
                 }

@@ -61,6 +61,13 @@ fn echo(_p: &Fixture, cx: &Cx, p: EchoParams) -> Result<Value, PluginError> {
     }))
 }
 
+/// Uses 8 KiB of stack per level, forever.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 1024]);
+    recurse(depth + 1) + frame[0]
+}
+
 /// Sleeps, ignoring the deadline and cancellation.
 fn sleep_ignoring_deadline(_p: &Fixture, _cx: &Cx, p: SleepParams) -> Result<Value, PluginError> {
     std::thread::sleep(Duration::from_secs_f64(p.seconds.clamp(0.0, 3600.0)));
@@ -148,6 +155,42 @@ impl Plugin for Fixture {
                 "Return a string of the given size",
                 |_p: &Fixture, _cx: &Cx, p: BigParams| {
                     Ok(json!({"data": "x".repeat(p.bytes.min(512 * 1024 * 1024))}))
+                },
+            )
+            // Faults no panic guard can catch: they end the process the
+            // plugin runs in (the host, unless the plugin is isolated).
+            .tool(
+                "segfault",
+                "Write through a null pointer (SIGSEGV)",
+                |_p: &Fixture, _cx: &Cx, _: NoParams| -> Result<Value, PluginError> {
+                    // SAFETY: none; this is the fault under test.
+                    unsafe { std::ptr::null_mut::<u64>().write_volatile(1) };
+                    Ok(json!({}))
+                },
+            )
+            .tool(
+                "abort",
+                "Abort the process (SIGABRT)",
+                |_p: &Fixture, _cx: &Cx, _: NoParams| -> Result<Value, PluginError> {
+                    std::process::abort()
+                },
+            )
+            .tool(
+                "overflow",
+                "Recurse until the stack overflows",
+                |_p: &Fixture, _cx: &Cx, _: NoParams| -> Result<Value, PluginError> {
+                    Ok(json!({"depth": recurse(0)}))
+                },
+            )
+            .tool(
+                "allocate",
+                "Allocate and touch memory without bound",
+                |_p: &Fixture, _cx: &Cx, _: NoParams| -> Result<Value, PluginError> {
+                    let mut held: Vec<Vec<u8>> = Vec::new();
+                    loop {
+                        held.push(vec![1u8; 64 << 20]);
+                        std::hint::black_box(&held);
+                    }
                 },
             )
             .hidden_tool(

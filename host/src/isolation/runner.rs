@@ -1,0 +1,122 @@
+//! The runner role (`agentflow plugin-runner --library PATH`): the child
+//! process an isolated plugin runs in. It loads the library through the same
+//! loader as the host (version symbol, then layout), greets the host with the
+//! plugin's info and tools, then serves requests from stdin until stdin
+//! closes, which is how it learns the host stopped or died.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, UNIX_EPOCH};
+
+use plugin_api::loader::LoadedPlugin;
+
+use super::protocol::{Greeting, Op, Outcome, Reply, Request};
+
+type Flags = Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>>;
+
+/// One line to stdout; lines of concurrent replies never interleave.
+fn send(out: &Mutex<std::io::Stdout>, line: &impl serde::Serialize) {
+    let Ok(mut text) = serde_json::to_string(line) else {
+        return;
+    };
+    text.push('\n');
+    let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+    // A host that went away cannot be told anything; stdin's end stops us.
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+pub fn run(library: &Path) -> ExitCode {
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let plugin = match LoadedPlugin::load(library) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            send(
+                &out,
+                &Greeting::LoadFailed {
+                    message: e.to_string(),
+                },
+            );
+            return ExitCode::from(3);
+        }
+    };
+    send(
+        &out,
+        &Greeting::Loaded {
+            info: plugin.info().clone(),
+            tools: plugin.tools().to_vec(),
+        },
+    );
+    let flags: Flags = Arc::default();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let request: Request = match serde_json::from_str(&line) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("plugin runner: unreadable request: {e}");
+                continue;
+            }
+        };
+        if let Op::Cancel { call } = request.op {
+            if let Some(flag) = flags
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&call)
+            {
+                flag.store(true, Ordering::SeqCst);
+            }
+            continue;
+        }
+        // Every operation on a thread of its own: a slow call must not hold
+        // up a cancel or another session's call behind it.
+        let (plugin, out, flags) = (plugin.clone(), out.clone(), flags.clone());
+        std::thread::spawn(move || {
+            let outcome = serve(&plugin, request.id, request.op, &flags);
+            send(
+                &out,
+                &Reply {
+                    id: request.id,
+                    outcome,
+                },
+            );
+        });
+    }
+    // The host closed our stdin (it stopped, or died): end every session.
+    let _ = plugin.shutdown();
+    ExitCode::SUCCESS
+}
+
+fn serve(plugin: &LoadedPlugin, id: u64, op: Op, flags: &Flags) -> Outcome {
+    let done =
+        |r: Result<(), plugin_api::PluginError>| Outcome::from_result(r.map(|()| String::new()));
+    match op {
+        Op::Warmup { config } => done(plugin.warmup(&config)),
+        Op::Shutdown => done(plugin.shutdown()),
+        Op::Initialize { session, config } => done(plugin.initialize(&session, &config)),
+        Op::Cleanup { session } => done(plugin.cleanup(&session)),
+        Op::Call {
+            session,
+            worker,
+            tool,
+            params,
+            deadline_ms,
+        } => {
+            let flag = Arc::new(AtomicBool::new(false));
+            flags
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id, flag.clone());
+            let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+            let r = plugin.call(session.as_deref(), &worker, &tool, &params, &flag, deadline);
+            flags
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
+            Outcome::from_result(r)
+        }
+        Op::Cancel { .. } => Outcome::Ok(String::new()),
+    }
+}
