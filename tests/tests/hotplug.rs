@@ -61,13 +61,30 @@ fn a_plugin_copied_into_a_running_server_is_discovered_then_warmed_and_called() 
 
 #[test]
 fn an_upgrade_keeps_old_sessions_on_the_old_version_until_they_end() {
+    upgrade_drains("");
+}
+
+#[test]
+fn an_isolated_plugin_upgrades_and_drains_the_same_way_and_its_old_process_ends() {
+    upgrade_drains("[plugins.fixture]\nmode = \"isolated\"\n");
+}
+
+fn upgrade_drains(plugin_toml: &str) {
     let marker_dir = tempfile::tempdir().unwrap();
     let marker = marker_dir.path().join("shutdown");
     let s = Server::builder()
         .plugin("fixture")
         .server("rescan_interval = 1")
+        .toml(plugin_toml)
         .env("FIXTURE_SHUTDOWN_MARKER", marker.to_str().unwrap())
         .start();
+    let old_runner = status(&s)["fixture"]["process"]["pid"].as_u64();
+    assert_eq!(
+        old_runner.is_some(),
+        plugin_toml.contains("isolated"),
+        "{}",
+        status(&s)
+    );
     let (code, _) = s.post(
         "/session/create",
         json!({"worker_id": "old", "resource_type": "fixture"}),
@@ -137,6 +154,18 @@ fn an_upgrade_keeps_old_sessions_on_the_old_version_until_they_end() {
     );
     assert!(status(&s)["fixture"].get("draining").is_none());
     assert!(!marker_dir.path().join("shutdown.2.0.0").exists());
+    if let Some(pid) = old_runner {
+        // Isolated: version 1's process ended with it; version 2 has its own.
+        assert!(
+            eventually(Duration::from_secs(10), || std::fs::read(format!(
+                "/proc/{pid}/cmdline"
+            ))
+            .map_or(true, |c| c.is_empty())),
+            "version 1's runner {pid} is still running"
+        );
+        let now = status(&s)["fixture"]["process"]["pid"].as_u64();
+        assert!(now.is_some() && now != Some(pid), "{}", status(&s));
+    }
 }
 
 #[test]
