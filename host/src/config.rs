@@ -349,12 +349,20 @@ mod tests {
 
     #[test]
     fn plugin_mode_and_its_memory_limit_are_checked() {
-        let c = Config::parse("[plugins.rag]\nmode = \"isolated\"\nmemory_bytes = 1073741824\n", Path::new(".")).unwrap();
+        let c = Config::parse(
+            "[plugins.rag]\nmode = \"isolated\"\nmemory_bytes = 1073741824\n",
+            Path::new("."),
+        )
+        .unwrap();
         assert_eq!(c.plugin("rag").mode, PluginMode::Isolated);
         assert_eq!(c.plugin("bash").mode, PluginMode::InProcess);
         let e = Config::parse("[plugins.rag]\nmode = \"sideways\"\n", Path::new(".")).unwrap_err();
         assert!(e.contains("plugins.rag.mode") || e.contains("mode"), "{e}");
-        let e = Config::parse("[plugins.rag]\nmemory_bytes = 1073741824\n", Path::new(".")).unwrap_err();
-        assert!(e.contains("plugins.rag.memory_bytes") && e.contains("isolated"), "{e}");
+        let e = Config::parse("[plugins.rag]\nmemory_bytes = 1073741824\n", Path::new("."))
+            .unwrap_err();
+        assert!(
+            e.contains("plugins.rag.memory_bytes") && e.contains("isolated"),
+            "{e}"
+        );
     }
 }

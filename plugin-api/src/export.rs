@@ -248,7 +248,7 @@ pub fn root_module<P: Plugin>() -> PluginModRef {
 }
 
 /// Milliseconds since the Unix epoch, as the ABI carries deadlines.
-pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)

@@ -6,9 +6,10 @@
 //! * for **plugin authors**, a safe Rust API: implement [`Plugin`], describe the
 //!   tools with [`Tools`] (typed params derive their JSON Schema through
 //!   `schemars`), and export the type with [`export_plugin!`];
-//! * for **the host**, [`loader`], which opens a plugin library, checks the
-//!   plugin-api version it was built against, verifies the ABI layout and hands
-//!   back a [`loader::LoadedPlugin`] with safe methods.
+//! * for **the host**, the types that cross the boundary; the loader that opens
+//!   a library, checks the plugin-api version it was built against, verifies
+//!   the ABI layout and calls it is the separate crate `agentflow-plugin-loader`
+//!   (`plugin-loader/`), so plugins do not link it.
 //!
 //! The stable ABI underneath (currently `abi_stable`) never appears in either
 //! side's code, so it can be replaced without touching plugins or the host.
@@ -38,8 +39,8 @@ mod context;
 mod error;
 #[doc(hidden)]
 pub mod export;
-mod ffi;
-pub mod loader;
+#[doc(hidden)]
+pub mod ffi;
 mod plugin;
 mod tools;
 

@@ -8,8 +8,8 @@
 use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
-use plugin_api::loader::LoadedPlugin;
 use plugin_api::{PluginError, PluginInfo, ToolInfo};
+use plugin_loader::LoadedPlugin;
 use serde_json::Value;
 
 pub use crate::isolation::child::ProcessStatus;

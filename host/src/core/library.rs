@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use plugin_api::loader::LoadedPlugin;
+use plugin_loader::LoadedPlugin;
 use sha2::{Digest, Sha256};
 
 /// A plugin library file as found on disk.
@@ -60,7 +60,7 @@ pub enum LibraryError {
     #[error("cannot read file: {0}")]
     Io(String),
     #[error("{0}")]
-    Load(#[from] plugin_api::loader::LoadError),
+    Load(#[from] plugin_loader::LoadError),
 }
 
 /// Every `*.so` directly in `dir`, sorted by name.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
-use plugin_api::loader::LoadedPlugin;
+use plugin_loader::LoadedPlugin;
 
 use super::protocol::{Greeting, Op, Outcome, Reply, Request};
 

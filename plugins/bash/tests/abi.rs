@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
-use plugin_api::loader::LoadedPlugin;
 use plugin_api::SessionModel;
+use plugin_loader::LoadedPlugin;
 use serde_json::json;
 
 /// The library cargo built for this test run: the crate is a cdylib too, and

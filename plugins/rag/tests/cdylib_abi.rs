@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
-use plugin_api::loader::LoadedPlugin;
+use plugin_loader::LoadedPlugin;
 use serde_json::{json, Value};
 
 /// The cdylib cargo built next to this test binary (in `deps/`).

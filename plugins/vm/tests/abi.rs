@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
-use plugin_api::loader::LoadedPlugin;
 use plugin_api::{ErrorKind, SessionModel};
+use plugin_loader::LoadedPlugin;
 use serde_json::json;
 
 /// `target/<profile>/libagentflow_vm.so`, built by `cargo test` next to the test binaries.

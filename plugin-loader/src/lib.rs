@@ -11,9 +11,9 @@ use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::{RResult, RStr, RString};
 use semver::{Version, VersionReq};
 
-use crate::export::unix_ms;
-use crate::ffi::{FfiCallContext, FfiError, PluginModRef};
-use crate::{ErrorKind, PluginError, PluginInfo, ToolInfo, API_VERSION, API_VERSION_SYMBOL};
+use plugin_api::export::unix_ms;
+use plugin_api::ffi::{FfiCallContext, FfiError, PluginModRef};
+use plugin_api::{ErrorKind, PluginError, PluginInfo, ToolInfo, API_VERSION, API_VERSION_SYMBOL};
 
 /// Why a library could not be used as a plugin. Messages are short and readable.
 #[derive(Debug, Clone, thiserror::Error)]
