@@ -44,7 +44,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     std::process::exit(code)
 }
 
-fn init_logging() {
+pub(crate) fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
@@ -143,6 +143,14 @@ async fn serve(config: Config) -> Result<(), String> {
     let app = web::app(state, surfaces);
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(async move {
+        // Answers written in several pieces (an MCP answer is an SSE stream)
+        // must not wait for the client's delayed ACK: without NODELAY each
+        // such answer stalled about 40 ms (Nagle's algorithm).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = serving_stopped.await;

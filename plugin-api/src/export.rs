@@ -137,12 +137,10 @@ extern "C" fn warmup<P: Plugin>(config: RStr<'_>) -> FfiResult<()> {
         let rt = runtime::<P>()?;
         let config = parse_json(config, "plugin config")?;
         let mut slot = rt.plugin.write().unwrap_or_else(PoisonError::into_inner);
-        let plugin = match &*slot {
-            Some(p) => p.clone(),
-            None => Arc::new(P::new()?),
-        };
-        plugin.warmup(&config)?;
-        *slot = Some(plugin);
+        // Warm once: the plugin is built from its config, and stays.
+        if slot.is_none() {
+            *slot = Some(Arc::new(P::warmup(&config)?));
+        }
         Ok(())
     })
 }
@@ -232,6 +230,10 @@ extern "C" fn call<P: Plugin>(
     })
 }
 
+extern "C" fn set_logger<P: Plugin>(sink: crate::ffi::HostLog, max_level: u8) {
+    let _ = catch_unwind(|| crate::logging::install(sink, max_level, P::info().name));
+}
+
 /// Builds the root module for plugin type `P`. Called by the exported loader.
 pub fn root_module<P: Plugin>() -> PluginModRef {
     PluginMod {
@@ -243,6 +245,7 @@ pub fn root_module<P: Plugin>() -> PluginModRef {
         initialize: initialize::<P>,
         cleanup: cleanup::<P>,
         call: call::<P>,
+        set_logger: set_logger::<P>,
     }
     .leak_into_prefix()
 }

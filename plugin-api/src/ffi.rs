@@ -30,6 +30,14 @@ pub struct FfiCallContext<'a> {
 
 pub type FfiResult<T> = RResult<T, FfiError>;
 
+/// The host's log sink, handed to the plugin once after loading: `level` is
+/// 1 (error) to 5 (trace).
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct HostLog {
+    pub log: extern "C" fn(level: u8, plugin: RStr<'_>, target: RStr<'_>, message: RStr<'_>),
+}
+
 /// The root module every plugin library exports. All functions catch panics.
 #[repr(C)]
 #[derive(StableAbi)]
@@ -49,13 +57,16 @@ pub struct PluginMod {
     pub initialize: extern "C" fn(session_id: RStr<'_>, config: RStr<'_>) -> FfiResult<()>,
     pub cleanup: extern "C" fn(session_id: RStr<'_>) -> FfiResult<()>,
     /// Runs `tool` with JSON params in a session (empty id: none); returns JSON.
-    #[sabi(last_prefix_field)]
     pub call: extern "C" fn(
         session_id: RStr<'_>,
         tool: RStr<'_>,
         params: RStr<'_>,
         ctx: &FfiCallContext<'_>,
     ) -> FfiResult<RString>,
+    /// Sends the plugin's log records at or above `max_level` (1 error … 5
+    /// trace, 0 none) to the host's sink. Called once, right after loading.
+    #[sabi(last_prefix_field)]
+    pub set_logger: extern "C" fn(sink: HostLog, max_level: u8),
 }
 
 impl RootModule for PluginModRef {

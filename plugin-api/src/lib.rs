@@ -24,13 +24,12 @@
 //! impl Plugin for Echo {
 //!     type Session = ();
 //!     fn info() -> PluginInfo { PluginInfo::new("echo", env!("CARGO_PKG_VERSION"), "Echoes text", SessionModel::Shared) }
-//!     fn new() -> Result<Self, PluginError> { Ok(Echo) }
 //!     fn tools() -> Tools<Self> {
 //!         Tools::new().tool("say", "Echo the text back", |_p: &Echo, _cx: &CallContext<'_, ()>, p: EchoParams| {
 //!             Ok(serde_json::json!({ "text": p.text }))
 //!         })
 //!     }
-//!     fn initialize(&self, _id: &str, _config: &serde_json::Value) -> Result<(), PluginError> { Ok(()) }
+//!     fn warmup(_config: &serde_json::Value) -> Result<Self, PluginError> { Ok(Echo) }
 //! }
 //! export_plugin!(Echo);
 //! ```
@@ -41,6 +40,7 @@ mod error;
 pub mod export;
 #[doc(hidden)]
 pub mod ffi;
+mod logging;
 mod plugin;
 mod tools;
 
@@ -49,7 +49,10 @@ pub use error::{ErrorKind, PluginError};
 pub use plugin::{Plugin, PluginInfo, SessionModel};
 pub use tools::{NoParams, ToolInfo, Tools};
 
-/// Re-exported so plugin authors use the same `serde_json` and `schemars` as the API.
+/// Re-exported so plugin authors use the same `serde_json`, `schemars` and
+/// `log` as the API. Log with `plugin_api::log::info!(…)`: records reach the
+/// host's log with the plugin's name and the call's request id.
+pub use log;
 pub use schemars;
 pub use serde_json;
 

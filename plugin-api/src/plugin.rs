@@ -62,20 +62,15 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     /// Name, version, description and session model.
     fn info() -> PluginInfo;
 
-    /// Builds the plugin object. Called by the first warmup; keep it cheap and
-    /// do expensive work in [`Plugin::warmup`].
-    fn new() -> Result<Self, PluginError>;
-
     /// The plugin's tools with their typed handlers.
     fn tools() -> Tools<Self>;
 
-    /// Global preparation (open an index, check a program is installed), once
-    /// before any session or call. `config` is the plugin's table from the
-    /// host configuration (`{}` when absent).
-    fn warmup(&self, config: &Value) -> Result<(), PluginError> {
-        let _ = config;
-        Ok(())
-    }
+    /// Builds the plugin from its config: open an index, check a program is
+    /// installed, read settings. Called once, before any session or call;
+    /// `config` is the plugin's table from the host configuration (`{}` when
+    /// absent). What it returns is the plugin, warm: no "not warmed up" state
+    /// to check anywhere else.
+    fn warmup(config: &Value) -> Result<Self, PluginError>;
 
     /// Releases global resources; the host calls it once before exiting or
     /// after the last session of a replaced version ended.
@@ -83,8 +78,15 @@ pub trait Plugin: Send + Sync + Sized + 'static {
 
     /// Creates the state of a new session. `config` is the plugin's defaults
     /// overlaid with the client's session config. Only called for
-    /// [`SessionModel::PerWorker`] plugins.
-    fn initialize(&self, session_id: &str, config: &Value) -> Result<Self::Session, PluginError>;
+    /// [`SessionModel::PerWorker`] plugins, which implement it; shared plugins
+    /// keep this default, which the host never calls.
+    fn initialize(&self, session_id: &str, config: &Value) -> Result<Self::Session, PluginError> {
+        let _ = (session_id, config);
+        Err(PluginError::internal(format!(
+            "plugin '{}' does not implement sessions (Plugin::initialize)",
+            Self::info().name
+        )))
+    }
 
     /// Ends a session: stop its processes, remove its files. The state itself is
     /// dropped after the last running call on it returns.

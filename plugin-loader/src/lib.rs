@@ -12,7 +12,7 @@ use abi_stable::std_types::{RResult, RStr, RString};
 use semver::{Version, VersionReq};
 
 use plugin_api::export::unix_ms;
-use plugin_api::ffi::{FfiCallContext, FfiError, PluginModRef};
+use plugin_api::ffi::{FfiCallContext, FfiError, HostLog, PluginModRef};
 use plugin_api::{ErrorKind, PluginError, PluginInfo, ToolInfo, API_VERSION, API_VERSION_SYMBOL};
 
 /// Why a library could not be used as a plugin. Messages are short and readable.
@@ -64,6 +64,34 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("info", &self.info)
             .field("path", &self.path)
             .finish()
+    }
+}
+
+/// The most detailed level the host's subscriber wants, as the ABI counts
+/// (0 none, 1 error … 5 trace): finer records are dropped in the plugin.
+fn max_level() -> u8 {
+    use tracing::level_filters::LevelFilter;
+    match LevelFilter::current() {
+        LevelFilter::OFF => 0,
+        LevelFilter::ERROR => 1,
+        LevelFilter::WARN => 2,
+        LevelFilter::INFO => 3,
+        LevelFilter::DEBUG => 4,
+        _ => 5,
+    }
+}
+
+/// A plugin's log record as a host event: target `plugin`, the plugin's name
+/// and its own module. Emitted on the thread that runs the plugin's code, so
+/// inside a call it carries that call's span (request id, worker, session).
+extern "C" fn host_log(level: u8, plugin: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
+    let (plugin, module, message) = (plugin.as_str(), target.as_str(), message.as_str());
+    match level {
+        1 => tracing::error!(target: "plugin", plugin, module, "{message}"),
+        2 => tracing::warn!(target: "plugin", plugin, module, "{message}"),
+        3 => tracing::info!(target: "plugin", plugin, module, "{message}"),
+        4 => tracing::debug!(target: "plugin", plugin, module, "{message}"),
+        _ => tracing::trace!(target: "plugin", plugin, module, "{message}"),
     }
 }
 
@@ -171,6 +199,7 @@ impl LoadedPlugin {
         let tools_json = text((module.tools())()).map_err(|e| LoadError::BadMetadata(e.message))?;
         let tools: Vec<ToolInfo> = serde_json::from_str(&tools_json)
             .map_err(|e| LoadError::BadMetadata(format!("tool list: {e}")))?;
+        (module.set_logger())(HostLog { log: host_log }, max_level());
         Ok(Self {
             module,
             info,

@@ -709,3 +709,38 @@ fn an_invalid_config_fails_at_startup_naming_the_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("server.port"), "{err}");
 }
+
+#[test]
+fn a_plugins_log_lines_reach_the_host_log_with_the_request_id_worker_and_session() {
+    let s = Server::builder().plugin("fixture").start();
+    let (code, body) = s.request(
+        "POST",
+        "/execute",
+        &[("X-Request-Id", "req-log-7")],
+        Some(json!({"worker_id": "logger", "action": "fixture:log", "params": {"text": "hello host"}})),
+    );
+    assert_eq!(code, 200, "{body}");
+    let session = body["meta"]["session_id"].as_str().unwrap().to_string();
+    assert!(
+        agentflow_e2e::eventually(std::time::Duration::from_secs(5), || s
+            .log()
+            .lines()
+            .any(|l| l.contains("fixture says: hello host"))),
+        "{}",
+        s.log()
+    );
+    let log = s.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("fixture says: hello host"))
+        .unwrap_or_default();
+    for part in [
+        "WARN",
+        "req-log-7",
+        "worker=logger",
+        &session,
+        "plugin=\"fixture\"",
+    ] {
+        assert!(line.contains(part), "{part} missing from: {line}");
+    }
+}

@@ -9,7 +9,8 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::{header, Method, Request};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -50,21 +51,36 @@ impl Conn {
         path: &str,
         body: Bytes,
     ) -> anyhow::Result<(u16, Bytes)> {
-        let request = Request::builder()
+        let (status, _, body) = self.send_with(method, path, &[], body).await?;
+        Ok((status, body))
+    }
+
+    /// Sends one request with extra headers and reads the whole response (a
+    /// streamed one, such as an SSE stream, to its end); returns its headers too.
+    pub async fn send_with(
+        &mut self,
+        method: &Method,
+        path: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> anyhow::Result<(u16, HeaderMap, Bytes)> {
+        let mut request = Request::builder()
             .method(method.clone())
             .uri(path)
             .header(header::HOST, &self.host)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))?;
+        for (name, value) in headers {
+            request.headers_mut().append(name.clone(), value.clone());
+        }
         let Conn {
             sender, connection, ..
         } = self;
         let exchange = async {
             sender.ready().await?;
-            let response = sender.send_request(request).await?;
-            let status = response.status().as_u16();
-            let body = response.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, body))
+            let (parts, body) = sender.send_request(request).await?.into_parts();
+            let body = body.collect().await?.to_bytes();
+            anyhow::Ok((parts.status.as_u16(), parts.headers, body))
         };
         tokio::pin!(exchange);
         tokio::select! {

@@ -8,11 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::Method;
 use serde_json::Value;
 
 use crate::client::Conn;
 use crate::stats::{Outcome, Stats};
+
+/// Checks the body of a 200 answer; an error counts the request as rejected.
+pub type CheckBody = fn(&[u8]) -> Result<(), String>;
 
 /// One request a worker sends; `kind` groups the statistics.
 #[derive(Clone)]
@@ -21,6 +25,10 @@ pub struct Req {
     pub method: Method,
     pub path: &'static str,
     pub body: Bytes,
+    /// Extra headers (an MCP session id); shared, so a clone per request is cheap.
+    pub headers: Arc<[(HeaderName, HeaderValue)]>,
+    /// What a 200 answer must also satisfy (a JSON-RPC result, not an error).
+    pub check: Option<CheckBody>,
 }
 
 impl Req {
@@ -30,6 +38,8 @@ impl Req {
             method: Method::GET,
             path,
             body: Bytes::new(),
+            headers: Arc::new([]),
+            check: None,
         }
     }
 
@@ -39,7 +49,15 @@ impl Req {
             method: Method::POST,
             path,
             body: Bytes::from(body.to_string()),
+            headers: Arc::new([]),
+            check: None,
         }
+    }
+
+    /// Counts a 200 answer as a success only when `check` accepts its body.
+    pub fn check(mut self, check: CheckBody) -> Self {
+        self.check = Some(check);
+        self
     }
 }
 
@@ -181,8 +199,11 @@ async fn worker(
             },
         };
         let sent = Instant::now();
-        let answer =
-            tokio::time::timeout(spec.hung_after, c.send(&req.method, req.path, req.body)).await;
+        let answer = tokio::time::timeout(
+            spec.hung_after,
+            c.send_with(&req.method, req.path, &req.headers, req.body),
+        )
+        .await;
         let latency = sent.elapsed();
         finished = Instant::now();
         match answer {
@@ -196,14 +217,20 @@ async fn worker(
                 s.record_error(format!("{} {}: {e:#}", req.method, req.path));
                 conn = None;
             }
-            Ok(Ok((200, _))) => {
-                if sent >= timed_from {
-                    s.ok += 1;
-                    s.latencies_us
-                        .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+            Ok(Ok((200, _, body))) => match req.check.map_or(Ok(()), |check| check(&body)) {
+                Ok(()) => {
+                    if sent >= timed_from {
+                        s.ok += 1;
+                        s.latencies_us
+                            .push(u32::try_from(latency.as_micros()).unwrap_or(u32::MAX));
+                    }
                 }
-            }
-            Ok(Ok((status, body))) => {
+                Err(why) => {
+                    s.rejected += 1;
+                    s.record_error(format!("{} {} -> 200 but {why}", req.method, req.path));
+                }
+            },
+            Ok(Ok((status, _, body))) => {
                 *s.failed.entry(status).or_default() += 1;
                 s.record_error(format!(
                     "{} {} -> {status}: {}",

@@ -6,6 +6,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
     Host,
+    Mcp,
     Bash,
     Vm,
     Rag,
@@ -82,6 +83,7 @@ impl Plan {
 fn all() -> Vec<Scenario> {
     vec![
         Scenario::Host,
+        Scenario::Mcp,
         Scenario::Bash,
         Scenario::Vm,
         Scenario::Rag,

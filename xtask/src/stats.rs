@@ -11,6 +11,9 @@ pub struct Stats {
     pub ok: u64,
     /// Every other status over the whole run (warm-up included), by status.
     pub failed: BTreeMap<u16, u64>,
+    /// HTTP 200 answers whose body said the request failed (a JSON-RPC
+    /// error, an MCP `isError` result), over the whole run.
+    pub rejected: u64,
     /// Connection errors over the whole run.
     pub transport: u64,
     /// Requests that did not answer within `hung_after`.
@@ -28,6 +31,7 @@ impl Stats {
         for (s, n) in other.failed {
             *self.failed.entry(s).or_default() += n;
         }
+        self.rejected += other.rejected;
         self.transport += other.transport;
         self.hung += other.hung;
         self.latencies_us.extend(other.latencies_us);
@@ -40,7 +44,7 @@ impl Stats {
 
     /// Every request that did not succeed.
     pub fn errors(&self) -> u64 {
-        self.failed.values().sum::<u64>() + self.transport + self.hung
+        self.failed.values().sum::<u64>() + self.rejected + self.transport + self.hung
     }
 
     /// Answers with a 5xx status.
@@ -132,9 +136,10 @@ impl Outcome {
         let total = self.total();
         if total.errors() > 0 {
             anyhow::bail!(
-                "{what}: {} of the requests failed (statuses {:?}, transport {}, hung {}); e.g. {:?}",
+                "{what}: {} of the requests failed (statuses {:?}, rejected 200s {}, transport {}, hung {}); e.g. {:?}",
                 total.errors(),
                 total.failed,
+                total.rejected,
                 total.transport,
                 total.hung,
                 total.samples
@@ -165,7 +170,8 @@ mod tests {
         s.failed.insert(503, 1);
         s.hung = 1;
         s.transport = 1;
-        assert_eq!(s.errors(), 5);
+        s.rejected = 1;
+        assert_eq!(s.errors(), 6);
         assert_eq!(s.server_errors(), 1);
     }
 }

@@ -41,7 +41,11 @@ where
     T: Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
+    // The job runs in the caller's span (the request's), so what plugin code
+    // logs on this thread carries the request id.
+    let span = tracing::Span::current();
     let submitted = pool().submit(Box::new(move || {
+        let _in_caller_span = span.enter();
         let out = std::panic::catch_unwind(AssertUnwindSafe(f))
             .map_err(|_| JobFailed("the job panicked".into()));
         let _ = tx.send(out);

@@ -220,6 +220,14 @@ impl Core {
                 let sid = session.map(|s| s.id.clone());
                 super::call_pool::spawn(move || {
                     let _permit = permit;
+                    // Made here, on the call thread: plugin log lines name
+                    // the worker and session of the call they come from.
+                    let span = tracing::info_span!(
+                        "call",
+                        worker = %worker,
+                        session = sid.as_deref().unwrap_or("-")
+                    );
+                    let _in_call = span.enter();
                     b.plugin
                         .call(sid.as_deref(), &worker, &tool, &params, &cancel, deadline)
                 })

@@ -30,6 +30,8 @@ fn send(out: &Mutex<std::io::Stdout>, line: &impl serde::Serialize) {
 }
 
 pub fn run(library: &Path) -> ExitCode {
+    // The plugin's log records go to stderr, which is the host's.
+    crate::server::init_logging();
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let plugin = match LoadedPlugin::load(library) {
         Ok(p) => Arc::new(p),

@@ -203,8 +203,9 @@ impl Drop for McpSession {
             for rt in opened {
                 match core.destroy_session(&worker, &rt).await {
                     Ok(_) => tracing::info!(worker = %worker, resource_type = %rt, "MCP session ended; its session was destroyed"),
-                    // Already gone (destroyed over the native API, or by the TTL).
-                    Err(CoreError::SessionNotFound(_)) => {}
+                    // Already gone (destroyed over the native API, by the
+                    // TTL, or by the server stopping).
+                    Err(CoreError::SessionNotFound(_) | CoreError::WorkerNotFound(_)) => {}
                     Err(e) => tracing::warn!(worker = %worker, resource_type = %rt, error = %e, "could not destroy the session of an ended MCP session"),
                 }
             }

@@ -15,8 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rounds: usize = std::env::args().nth(1).map_or(Ok(1000), |n| n.parse())?;
     let isolation = std::env::args().nth(2).unwrap_or_else(|| "auto".into());
     let root = std::env::temp_dir().join(format!("agentflow-bash-latency-{}", std::process::id()));
-    let plugin = BashPlugin::new()?;
-    plugin.warmup(&json!({ "workspace_root": root, "isolation": isolation }))?;
+    let plugin = BashPlugin::warmup(&json!({ "workspace_root": root, "isolation": isolation }))?;
     let session = plugin.initialize("latency", &json!({}))?;
     let tools = BashPlugin::tools();
     let cancel = AtomicBool::new(false);

@@ -117,7 +117,7 @@ mod workspace;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 
 use plugin_api::{export_plugin, Plugin, PluginError, PluginInfo, SessionModel, Tools};
 use sandbox::{Disks, Sandbox, SandboxStatus};
@@ -129,10 +129,10 @@ pub use crate::session::BashSession;
 use crate::spawner::Spawner;
 use crate::workspace::WorkspaceRoot;
 
-/// The bash plugin.
-#[derive(Debug, Default)]
+/// The bash plugin: what its warmup established.
+#[derive(Debug)]
 pub struct BashPlugin {
-    settings: RwLock<Option<Arc<Settings>>>,
+    settings: Arc<Settings>,
 }
 
 /// What warmup established; sessions are created from it.
@@ -158,10 +158,6 @@ impl Plugin for BashPlugin {
             "A persistent bash shell per session, in a sandbox of its own",
             SessionModel::PerWorker,
         )
-    }
-
-    fn new() -> Result<Self, PluginError> {
-        Ok(Self::default())
     }
 
     fn tools() -> Tools<Self> {
@@ -197,7 +193,7 @@ impl Plugin for BashPlugin {
             .non_blocking()
     }
 
-    fn warmup(&self, config: &Value) -> Result<(), PluginError> {
+    fn warmup(config: &Value) -> Result<Self, PluginError> {
         let config = PluginConfig::parse(config).map_err(PluginError::invalid_params)?;
         let shell = find_shell(config.shell.as_deref())?;
         let sandbox = Sandbox::from_config("bash", &config.sandbox)
@@ -229,24 +225,15 @@ impl Plugin for BashPlugin {
             spawner,
         };
         settings.probe()?;
-        *self
-            .settings
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(settings));
-        Ok(())
-    }
-
-    fn shutdown(&self) {
-        // Sessions were cleaned up by the host; dropping the settings ends the
-        // spawner thread once no session holds it.
-        self.settings
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        // Dropping the plugin after shutdown ends the spawner thread once no
+        // session holds the settings.
+        Ok(Self {
+            settings: Arc::new(settings),
+        })
     }
 
     fn initialize(&self, session_id: &str, config: &Value) -> Result<BashSession, PluginError> {
-        let settings = self.settings()?;
+        let settings = self.settings();
         let session_config = SessionConfig::parse(config).map_err(PluginError::invalid_params)?;
         settings.start_session(session_id, &session_config)
     }
@@ -264,13 +251,9 @@ impl Plugin for BashPlugin {
 export_plugin!(BashPlugin);
 
 impl BashPlugin {
-    /// The warmed-up settings, or NotWarmedUp.
-    pub(crate) fn settings(&self) -> Result<Arc<Settings>, PluginError> {
-        self.settings
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| PluginError::not_warmed_up("the bash plugin is not warmed up"))
+    /// What warmup established.
+    pub(crate) fn settings(&self) -> &Arc<Settings> {
+        &self.settings
     }
 }
 

@@ -160,7 +160,7 @@ pub fn run(
     cx: &CallContext<'_, BashSession>,
     params: RunParams,
 ) -> Result<RunResult, PluginError> {
-    let settings = plugin.settings()?;
+    let settings = plugin.settings();
     let session = cx.session()?;
     cx.check()?; // never start a command for a call that is already over
     if params.command.contains('\0') {
@@ -267,7 +267,7 @@ pub fn write_file(
     cx: &CallContext<'_, BashSession>,
     params: WriteFileParams,
 ) -> Result<WriteFileResult, PluginError> {
-    let settings = plugin.settings()?;
+    let settings = plugin.settings();
     let session = cx.session()?;
     let bytes = match params.encoding {
         Encoding::Utf8 => params.content.into_bytes(),
@@ -298,7 +298,7 @@ pub fn read_file(
     cx: &CallContext<'_, BashSession>,
     params: ReadFileParams,
 ) -> Result<ReadFileResult, PluginError> {
-    let settings = plugin.settings()?;
+    let settings = plugin.settings();
     let session = cx.session()?;
     let limit = settings.config.file_limit_bytes as u64;
     let max_bytes = params.max_bytes.unwrap_or(limit);
@@ -345,7 +345,7 @@ pub fn info(
     cx: &CallContext<'_, BashSession>,
     _params: NoParams,
 ) -> Result<InfoResult, PluginError> {
-    let settings = plugin.settings()?;
+    let settings = plugin.settings();
     let session = cx.session()?;
     let status = settings.sandbox_status();
     Ok(InfoResult {

@@ -184,8 +184,7 @@ fn no_process_survives_a_sigkilled_host() {
             .count()
     };
     assert!(mounted() > 0, "the killed host left its disks mounted");
-    let next = agentflow_bash::BashPlugin::new().unwrap();
-    next.warmup(&json!({ "workspace_root": root })).unwrap();
+    let next = agentflow_bash::BashPlugin::warmup(&json!({ "workspace_root": root })).unwrap();
     next.shutdown();
     drop(next);
     assert_eq!(mounted(), 0, "a restart on the same root unmounts them");

@@ -64,11 +64,7 @@ fn load_average() -> String {
 }
 
 fn warm(config: Value) -> Result<RagPlugin, String> {
-    let plugin = RagPlugin::new().map_err(|e| e.message)?;
-    plugin
-        .warmup(&config)
-        .map_err(|e| format!("warmup: {:?}: {}", e.kind, e.message))?;
-    Ok(plugin)
+    RagPlugin::warmup(&config).map_err(|e| format!("warmup: {:?}: {}", e.kind, e.message))
 }
 
 fn build(corpus: &str, index: &str, bm25_only: bool) -> Result<(), String> {

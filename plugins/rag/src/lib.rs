@@ -30,7 +30,7 @@ mod progress;
 pub mod synth;
 mod tools;
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::mem::ManuallyDrop;
 
 use plugin_api::{export_plugin, Plugin, PluginError, PluginInfo, SessionModel, Tools};
 
@@ -39,18 +39,24 @@ pub use engine::Hit;
 pub use mode::Mode;
 pub use model_locate::{INSTALL_HINT, MODEL_ENV};
 
-/// The plugin: the engine once warmed up.
+/// The plugin: the engine its warmup opened.
 pub struct RagPlugin {
-    engine: RwLock<Option<Arc<engine::Engine>>>,
+    /// Closed (the index writer's merges awaited) when the plugin is dropped,
+    /// after its shutdown and the last call that held it.
+    engine: ManuallyDrop<engine::Engine>,
 }
 
 impl RagPlugin {
-    fn engine(&self) -> Result<Arc<engine::Engine>, PluginError> {
-        self.engine
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| PluginError::not_warmed_up("plugin 'rag' is not warmed up"))
+    fn engine(&self) -> &engine::Engine {
+        &self.engine
+    }
+}
+
+impl Drop for RagPlugin {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never used again.
+        let engine = unsafe { ManuallyDrop::take(&mut self.engine) };
+        engine.close();
     }
 }
 
@@ -66,45 +72,15 @@ impl Plugin for RagPlugin {
         )
     }
 
-    fn new() -> Result<Self, PluginError> {
-        Ok(Self {
-            engine: RwLock::new(None),
-        })
-    }
-
     fn tools() -> Tools<Self> {
         tools::tools()
     }
 
-    fn warmup(&self, config: &serde_json::Value) -> Result<(), PluginError> {
-        let mut slot = self.engine.write().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_some() {
-            logging::info("already warmed up; the new config is ignored");
-            return Ok(());
-        }
+    fn warmup(config: &serde_json::Value) -> Result<Self, PluginError> {
         let config = RagConfig::from_json(config)?;
-        *slot = Some(Arc::new(engine::Engine::open(config)?));
-        Ok(())
-    }
-
-    fn shutdown(&self) {
-        let engine = self
-            .engine
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        // Calls still running hold the engine; the last one to finish drops it.
-        if let Some(engine) = engine.and_then(|e| Arc::try_unwrap(e).ok()) {
-            engine.close();
-        }
-    }
-
-    fn initialize(
-        &self,
-        _session_id: &str,
-        _config: &serde_json::Value,
-    ) -> Result<(), PluginError> {
-        Ok(())
+        Ok(Self {
+            engine: ManuallyDrop::new(engine::Engine::open(config)?),
+        })
     }
 }
 

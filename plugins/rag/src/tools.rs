@@ -128,14 +128,14 @@ pub fn tools() -> Tools<RagPlugin> {
             "search",
             "Search the document index. Returns the best passages ({id, title, content, score}) and \
              `context`, the passages formatted for a prompt. mode: hybrid (default), bm25 or dense.",
-            |plugin: &RagPlugin, cx: &CallContext<'_, ()>, p: SearchParams| search(&*plugin.engine()?, cx, p),
+            |plugin: &RagPlugin, cx: &CallContext<'_, ()>, p: SearchParams| search(plugin.engine(), cx, p),
         )
         .read_only()
         .tool(
             "batch_search",
             "Run several searches at once; results and contexts come back in query order.",
             |plugin: &RagPlugin, cx: &CallContext<'_, ()>, p: BatchSearchParams| {
-                batch_search(&*plugin.engine()?, cx, p)
+                batch_search(plugin.engine(), cx, p)
             },
         )
         .read_only()
@@ -143,12 +143,12 @@ pub fn tools() -> Tools<RagPlugin> {
             "index",
             "Add documents ({id?, title?, content}) to the index durably; a document with an \
              existing id replaces it. Returns {indexed, total}.",
-            |plugin: &RagPlugin, cx: &CallContext<'_, ()>, p: IndexParams| index(&*plugin.engine()?, cx, p),
+            |plugin: &RagPlugin, cx: &CallContext<'_, ()>, p: IndexParams| index(plugin.engine(), cx, p),
         )
         .hidden_tool(
             "stats",
             "Index size, document count, embedding model and available modes.",
-            |plugin: &RagPlugin, _cx: &CallContext<'_, ()>, _p: NoParams| Ok(plugin.engine()?.stats()),
+            |plugin: &RagPlugin, _cx: &CallContext<'_, ()>, _p: NoParams| Ok(plugin.engine().stats()),
         )
         .read_only()
 }

@@ -295,18 +295,6 @@ fn second_writer_on_the_same_index_is_refused() {
 }
 
 #[test]
-fn calls_before_warmup_say_so() {
-    let plugin = RagPlugin::new().unwrap();
-    let m = err(
-        &plugin,
-        "search",
-        json!({"query": "x"}),
-        ErrorKind::NotWarmedUp,
-    );
-    assert!(m.contains("warmed up"), "{m}");
-}
-
-#[test]
 fn cancelled_or_late_index_call_writes_nothing() {
     use std::sync::atomic::AtomicBool;
     use std::time::{Duration, SystemTime};

@@ -44,8 +44,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let p = VmPlugin::new().unwrap();
-    p.warmup(&json!({})).unwrap();
+    let p = VmPlugin::warmup(&json!({})).unwrap();
     let tools = VmPlugin::tools();
     let no_check = || Ok(());
 

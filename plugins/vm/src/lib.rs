@@ -67,7 +67,7 @@ mod sys;
 mod tree;
 mod xauth;
 
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -96,9 +96,8 @@ const MAX_SCROLL_CLICKS: i64 = 10_000;
 const WAIT_SLICE: Duration = Duration::from_millis(20);
 
 /// The vm plugin: what warmup established; sessions are [`VmSession`]s.
-#[derive(Default)]
 pub struct VmPlugin {
-    settings: RwLock<Option<Arc<Settings>>>,
+    settings: Settings,
 }
 
 /// The plugin's config and its prepared sandbox.
@@ -112,13 +111,9 @@ struct Settings {
 }
 
 impl VmPlugin {
-    /// The warmed-up settings, or NotWarmedUp.
-    fn settings(&self) -> Result<Arc<Settings>, PluginError> {
-        self.settings
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| PluginError::not_warmed_up("the vm plugin is not warmed up"))
+    /// What warmup established.
+    fn settings(&self) -> &Settings {
+        &self.settings
     }
 }
 
@@ -172,15 +167,11 @@ impl Plugin for VmPlugin {
         )
     }
 
-    fn new() -> Result<Self, PluginError> {
-        Ok(Self::default())
-    }
-
     fn tools() -> Tools<Self> {
         register(Tools::new())
     }
 
-    fn warmup(&self, config: &Value) -> Result<(), PluginError> {
+    fn warmup(config: &Value) -> Result<Self, PluginError> {
         let mut cfg = PluginConfig::parse(config)?;
         if display::find_in_path(&cfg.xvfb, None).is_none() {
             return Err(display::missing_xvfb(&cfg.xvfb).into());
@@ -210,28 +201,17 @@ impl Plugin for VmPlugin {
                 .map(Arc::new),
             None => None,
         };
-        let settings = Settings {
-            config: cfg,
-            sandbox,
-            disks,
-        };
-        *self
-            .settings
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(settings));
-        Ok(())
-    }
-
-    fn shutdown(&self) {
-        // Sessions were cleaned up by the host.
-        self.settings
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        Ok(Self {
+            settings: Settings {
+                config: cfg,
+                sandbox,
+                disks,
+            },
+        })
     }
 
     fn initialize(&self, session_id: &str, config: &Value) -> Result<VmSession, PluginError> {
-        let settings = self.settings()?;
+        let settings = self.settings();
         let cfg = SessionConfig::parse(config)?;
         settings.start_session(session_id, &cfg)
     }
@@ -475,7 +455,7 @@ fn register(tools: Tools<VmPlugin>) -> Tools<VmPlugin> {
             "info",
             "How this session's programs are isolated (sandbox, limits, PID namespace), its display and directory.",
             |plugin: &VmPlugin, cx: &Cx<'_>, _: NoParams| {
-                let settings = plugin.settings()?;
+                let settings = plugin.settings();
                 let session = cx.session()?;
                 let status = settings.sandbox_status();
                 let (width, height) = session.screen_size();

@@ -60,16 +60,13 @@ fn cleanup_leaves_no_process_of_the_session() {
 
 #[test]
 fn cleanup_leaves_no_process_without_a_sandbox() {
-    let p = VmPlugin::new().unwrap();
-    p.warmup(&json!({"sandbox": {"isolation": "none"}}))
-        .unwrap();
+    let p = VmPlugin::warmup(&json!({"sandbox": {"isolation": "none"}})).unwrap();
     cleanup_leaves_nothing(p, "vm_w1_001_cleanup_nosbx");
 }
 
 #[test]
 fn cleanup_leaves_no_process_without_a_sandbox_or_pid_namespace() {
-    let p = VmPlugin::new().unwrap();
-    p.warmup(&json!({"pid_namespace": false, "sandbox": {"isolation": "none"}}))
+    let p = VmPlugin::warmup(&json!({"pid_namespace": false, "sandbox": {"isolation": "none"}}))
         .unwrap();
     cleanup_leaves_nothing(p, "vm_w1_001_cleanup_nons");
 }
@@ -143,8 +140,7 @@ fn a_killed_xvfb_makes_the_next_call_session_broken() {
 
 #[test]
 fn a_stopped_xvfb_times_out_into_session_broken() {
-    let p = VmPlugin::new().unwrap();
-    p.warmup(&json!({"x_timeout_secs": 1})).unwrap();
+    let p = VmPlugin::warmup(&json!({"x_timeout_secs": 1})).unwrap();
     let s = session(&p, "vm_w1_001_stopped", json!({"screen_size": [320, 240]}));
     // SAFETY: kill(2) stops, then resumes, the session's own Xvfb.
     unsafe { libc::kill(s.xvfb_pid() as libc::pid_t, libc::SIGSTOP) };
@@ -159,8 +155,9 @@ use agentflow_vm::VmPlugin;
 
 #[test]
 fn a_missing_xvfb_is_unavailable_naming_the_package() {
-    let p = VmPlugin::new().unwrap();
-    let e = p.warmup(&json!({"xvfb": "/nonexistent/Xvfb"})).unwrap_err();
+    let Err(e) = VmPlugin::warmup(&json!({"xvfb": "/nonexistent/Xvfb"})) else {
+        panic!("warmup succeeded")
+    };
     assert_eq!(e.kind, ErrorKind::Unavailable);
     assert!(e.message.contains("`xvfb`"), "{}", e.message);
 }

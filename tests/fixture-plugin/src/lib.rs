@@ -86,10 +86,6 @@ impl Plugin for Fixture {
         )
     }
 
-    fn new() -> Result<Self, PluginError> {
-        Ok(Fixture)
-    }
-
     fn tools() -> Tools<Self> {
         Tools::new()
             .tool(
@@ -157,6 +153,14 @@ impl Plugin for Fixture {
                     Ok(json!({"data": "x".repeat(p.bytes.min(512 * 1024 * 1024))}))
                 },
             )
+            .tool(
+                "log",
+                "Log the text at warn level through the host's log",
+                |_p: &Fixture, _cx: &Cx, p: EchoParams| -> Result<Value, PluginError> {
+                    plugin_api::log::warn!("fixture says: {}", p.text);
+                    Ok(json!({"logged": p.text}))
+                },
+            )
             // Faults no panic guard can catch: they end the process the
             // plugin runs in (the host, unless the plugin is isolated).
             .tool(
@@ -200,7 +204,10 @@ impl Plugin for Fixture {
             )
     }
 
-    fn warmup(&self, config: &Value) -> Result<(), PluginError> {
+    fn warmup(config: &Value) -> Result<Self, PluginError> {
+        if let Some(line) = config.get("log").and_then(Value::as_str) {
+            plugin_api::log::info!("{line}");
+        }
         if config.get("fail_warmup").and_then(Value::as_bool) == Some(true) {
             return Err(PluginError::unavailable(
                 "fixture warmup failure on request",
@@ -216,7 +223,7 @@ impl Plugin for Fixture {
         if config.get("panic_warmup").and_then(Value::as_bool) == Some(true) {
             panic!("fixture warmup panic on request");
         }
-        Ok(())
+        Ok(Fixture)
     }
 
     fn shutdown(&self) {

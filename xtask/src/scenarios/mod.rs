@@ -4,6 +4,7 @@
 mod bash;
 mod host;
 mod hotplug;
+mod mcp;
 mod rag;
 mod soak;
 mod vm;
@@ -91,6 +92,7 @@ pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow:
         eprintln!("== {}", section.title);
         let result = match scenario {
             Scenario::Host => host::run(&cx, &mut section).await,
+            Scenario::Mcp => mcp::run(&cx, &mut section).await,
             Scenario::Bash => bash::run(&cx, &mut section).await,
             Scenario::Vm => vm::run(&cx, &mut section).await,
             Scenario::Rag => rag::run(&cx, &mut section).await,
@@ -112,6 +114,7 @@ pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow:
 fn title(s: Scenario) -> &'static str {
     match s {
         Scenario::Host => "Host overhead",
+        Scenario::Mcp => "MCP surface",
         Scenario::Bash => "bash",
         Scenario::Vm => "vm",
         Scenario::Rag => "rag",

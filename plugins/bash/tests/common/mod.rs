@@ -31,8 +31,7 @@ impl Harness {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         config["workspace_root"] = json!(root);
-        let plugin = BashPlugin::new().expect("plugin");
-        plugin.warmup(&config).expect("warmup");
+        let plugin = BashPlugin::warmup(&config).expect("warmup");
         Self { plugin, root }
     }
 

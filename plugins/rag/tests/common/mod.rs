@@ -38,9 +38,7 @@ pub fn err(plugin: &RagPlugin, name: &str, params: Value, kind: ErrorKind) -> St
 
 /// A new plugin warmed up with `config`.
 pub fn warm(config: Value) -> Result<RagPlugin, PluginError> {
-    let plugin = RagPlugin::new()?;
-    plugin.warmup(&config)?;
-    Ok(plugin)
+    RagPlugin::warmup(&config)
 }
 
 /// A plugin with the embedding model over the index at `index_path`; fails

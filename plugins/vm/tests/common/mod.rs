@@ -19,9 +19,7 @@ pub fn tools() -> &'static Tools<VmPlugin> {
 
 /// A warmed-up plugin with the default config.
 pub fn plugin() -> VmPlugin {
-    let p = VmPlugin::new().expect("new");
-    p.warmup(&json!({})).expect("warmup");
-    p
+    VmPlugin::warmup(&json!({})).expect("warmup")
 }
 
 /// A session created through the plugin, as the host would.
