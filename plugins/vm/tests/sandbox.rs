@@ -265,8 +265,8 @@ fn a_missing_bubblewrap_fails_warmup_naming_it() {
     };
     assert_eq!(e.kind, ErrorKind::InvalidParams, "{e:?}");
     assert!(e.message.contains("isolaton"), "{}", e.message);
-    // A plugin whose warmup failed does not exist, so it can start no session
-    // without its sandbox: the type system says so now.
+    // A failed warmup returns no plugin, so no session can start without its
+    // sandbox.
 }
 
 #[test]
