@@ -909,3 +909,32 @@ async fn an_x_worker_id_header_names_the_worker_of_the_mcp_session() {
     assert_eq!(body["data"]["stdout"], "mine\n", "{body}");
     within(m.client.cancel()).await.unwrap();
 }
+
+/// Stopping the server while MCP sessions are open (or just ending) leaves no
+/// session disk mounted: the server's own cleanup waits for every session's.
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_the_server_with_mcp_sessions_open_leaves_no_disk_mounted() {
+    let bs = bash_server(Server::builder());
+    let root = bs._root.path().to_string_lossy().into_owned();
+    let open = connect(&bs.s).await;
+    bash(&open, "echo open").await;
+    let ending = connect(&bs.s).await;
+    bash(&ending, "echo ending").await;
+    // One session ends just as the server is told to stop.
+    let _ = ending.client.cancel().await;
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(root.as_str()))
+            .count()
+    };
+    assert!(
+        mounted() > 0,
+        "the sessions' disks should be mounted while they live"
+    );
+    let BashServer { s, _root } = bs;
+    native(move || drop(s));
+    assert_eq!(mounted(), 0, "disks left mounted under {root}");
+    drop(open);
+}

@@ -37,6 +37,26 @@ pub struct Sessions {
     temporary: Mutex<HashMap<String, Arc<Session>>>,
     /// `NNN` in session names: per (worker, resource), never reset.
     counters: Mutex<HashMap<Key, u32>>,
+    /// Cleanups running now, for [`Sessions::destroy_all`] to wait for: a
+    /// session removed from the table just before shutdown is still being
+    /// cleaned up (its processes, its disk) and must finish first.
+    ending: tokio::sync::watch::Sender<usize>,
+}
+
+/// Counts one running cleanup for as long as it lives.
+struct Ending<'a>(&'a tokio::sync::watch::Sender<usize>);
+
+impl<'a> Ending<'a> {
+    fn start(count: &'a tokio::sync::watch::Sender<usize>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self(count)
+    }
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -66,6 +86,7 @@ impl Sessions {
             active: Mutex::default(),
             temporary: Mutex::default(),
             counters: Mutex::default(),
+            ending: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -266,6 +287,7 @@ impl Sessions {
         let Some(backend) = session.backend.clone() else {
             return false;
         };
+        let _counted = Ending::start(&self.ending);
         let (b, id) = (backend.clone(), session.id.clone());
         match run_blocking(self.policy.cleanup_timeout, move || b.plugin.cleanup(&id)).await {
             // One per call for temporary sessions: not worth an info line each.
@@ -366,6 +388,10 @@ impl Sessions {
             });
         }
         while jobs.join_next().await.is_some() {}
+        // Then the cleanups that other requests started (the caller bounds
+        // the wait).
+        let mut ending = self.ending.subscribe();
+        let _ = ending.wait_for(|n| *n == 0).await;
         n
     }
 

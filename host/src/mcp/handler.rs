@@ -190,6 +190,12 @@ impl Drop for McpSession {
         let Some(worker) = self.worker.get().cloned() else {
             return;
         };
+        // The server is stopping (which is what ended this session): its own
+        // cleanup destroys every session and waits for it; a second destroy
+        // racing it would make it wait for nothing.
+        if self.core.is_shutting_down() {
+            return;
+        }
         let opened =
             std::mem::take(&mut *self.opened.lock().unwrap_or_else(PoisonError::into_inner));
         if opened.is_empty() {
