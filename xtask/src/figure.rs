@@ -6,6 +6,8 @@ use std::time::Duration;
 /// What a figure counts.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Unit {
+    /// Microseconds (a difference of latencies far under a millisecond).
+    Us,
     Ms,
     Secs,
     /// Events per second, named (`req/s`, `calls/s`, …).
@@ -28,8 +30,16 @@ impl Fig {
     /// The value in a unit shared by comparable figures (times in ms), for ratios.
     pub fn comparable(&self) -> f64 {
         match self.unit {
+            Unit::Us => self.value / 1000.0,
             Unit::Secs => self.value * 1000.0,
             _ => self.value,
+        }
+    }
+
+    pub fn us(value: f64) -> Self {
+        Self {
+            value,
+            unit: Unit::Us,
         }
     }
 
@@ -101,6 +111,7 @@ impl fmt::Display for Fig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = number(self.value);
         match self.unit {
+            Unit::Us => write!(f, "{n} µs"),
             Unit::Ms => write!(f, "{n} ms"),
             Unit::Secs => write!(f, "{n} s"),
             Unit::Rate(u) => write!(f, "{n} {u}"),
@@ -118,6 +129,8 @@ mod tests {
     #[test]
     fn formats_with_units() {
         assert_eq!(Fig::ms(0.1234).to_string(), "0.123 ms");
+        assert_eq!(Fig::us(-12.34).to_string(), "-12.3 µs");
+        assert_eq!(Fig::us(500.0).comparable(), Fig::ms(0.5).comparable());
         assert_eq!(Fig::rate(12_345.6, "req/s").to_string(), "12346 req/s");
         assert_eq!(Fig::count(3).to_string(), "3");
         assert_eq!(Fig::percent(0.875).to_string(), "87.5 %");

@@ -255,14 +255,28 @@ pub async fn interleaved(
     rounds: usize,
     loads: &[MakeReq],
 ) -> Vec<Outcome> {
+    let targets: Vec<(SocketAddr, MakeReq)> =
+        loads.iter().map(|make| (addr, make.clone())).collect();
+    interleaved_on(&targets, concurrency, warmup, window, rounds).await
+}
+
+/// [`interleaved`] with each load sent to a server of its own (a figure and
+/// its baseline measured on two servers started side by side).
+pub async fn interleaved_on(
+    targets: &[(SocketAddr, MakeReq)],
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+    rounds: usize,
+) -> Vec<Outcome> {
     let rounds = rounds.max(1);
     let slice = window / rounds as u32;
-    let mut merged: Vec<Option<Outcome>> = loads.iter().map(|_| None).collect();
+    let mut merged: Vec<Option<Outcome>> = targets.iter().map(|_| None).collect();
     for round in 0..rounds {
         // The first round warms connections and pools; later ones just refill the pipeline.
         let warm = if round == 0 { warmup } else { warmup / 5 };
-        for (make, total) in loads.iter().zip(merged.iter_mut()) {
-            let o = run(addr, Spec::new(concurrency, warm, slice), make.clone()).await;
+        for ((addr, make), total) in targets.iter().zip(merged.iter_mut()) {
+            let o = run(*addr, Spec::new(concurrency, warm, slice), make.clone()).await;
             match total {
                 Some(t) => t.absorb(o),
                 None => *total = Some(o),

@@ -7,6 +7,7 @@ use std::time::Duration;
 pub enum Scenario {
     Host,
     Mcp,
+    Isolated,
     Bash,
     Vm,
     Rag,
@@ -30,7 +31,8 @@ pub struct Plan {
     pub endurance: Duration,
     /// The mixed reliability soak.
     pub soak: Duration,
-    /// Repetitions of one-off timings (session start, hot-plug).
+    /// Repetitions of one-off timings (session start, hot-plug, crash to
+    /// serving again).
     pub repeats: usize,
     /// Passages in the synthetic rag corpus indexed with dense embeddings.
     pub rag_passages: u64,
@@ -84,6 +86,7 @@ fn all() -> Vec<Scenario> {
     vec![
         Scenario::Host,
         Scenario::Mcp,
+        Scenario::Isolated,
         Scenario::Bash,
         Scenario::Vm,
         Scenario::Rag,

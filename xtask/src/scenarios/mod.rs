@@ -4,6 +4,7 @@
 mod bash;
 mod host;
 mod hotplug;
+mod isolated;
 mod mcp;
 mod rag;
 mod soak;
@@ -93,6 +94,7 @@ pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow:
         let result = match scenario {
             Scenario::Host => host::run(&cx, &mut section).await,
             Scenario::Mcp => mcp::run(&cx, &mut section).await,
+            Scenario::Isolated => isolated::run(&cx, &mut section).await,
             Scenario::Bash => bash::run(&cx, &mut section).await,
             Scenario::Vm => vm::run(&cx, &mut section).await,
             Scenario::Rag => rag::run(&cx, &mut section).await,
@@ -115,6 +117,7 @@ fn title(s: Scenario) -> &'static str {
     match s {
         Scenario::Host => "Host overhead",
         Scenario::Mcp => "MCP surface",
+        Scenario::Isolated => "Isolated plugins",
         Scenario::Bash => "bash",
         Scenario::Vm => "vm",
         Scenario::Rag => "rag",
