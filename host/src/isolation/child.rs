@@ -23,7 +23,9 @@ const GREETING_TIMEOUT: Duration = Duration::from_secs(60);
 /// A call told to stop that still has not answered after this long means a
 /// runner that no longer listens: it is killed (and started again).
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
-/// Back-off between restarts after deaths in a row: doubles up to the cap.
+/// A first death restarts at once; after deaths in a row the restart waits
+/// this long, doubling up to the cap, so a plugin that dies on every start
+/// does not spin.
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// A runner that lived this long resets the back-off.
@@ -157,9 +159,12 @@ impl IsolatedPlugin {
         } else {
             st.deaths_in_row + 1
         };
-        let backoff = BACKOFF_START
-            .saturating_mul(1 << st.deaths_in_row.saturating_sub(1).min(7))
-            .min(BACKOFF_CAP);
+        let backoff = match st.deaths_in_row {
+            0 | 1 => Duration::ZERO,
+            n => BACKOFF_START
+                .saturating_mul(1 << (n - 2).min(7))
+                .min(BACKOFF_CAP),
+        };
         st.not_before = Instant::now() + backoff;
         tracing::warn!(plugin = %self.info.name, pid = r.pid, how = %how, restart_in_ms = backoff.as_millis() as u64, "plugin process died");
     }

@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
 use plugin_loader::LoadedPlugin;
@@ -53,6 +54,7 @@ pub fn run(library: &Path) -> ExitCode {
         },
     );
     let flags: Flags = Arc::default();
+    let workers = Workers::default();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let request: Request = match serde_json::from_str(&line) {
@@ -72,10 +74,10 @@ pub fn run(library: &Path) -> ExitCode {
             }
             continue;
         }
-        // Every operation on a thread of its own: a slow call must not hold
-        // up a cancel or another session's call behind it.
+        // Every operation on a thread of its own (a slow call must not hold
+        // up a cancel or another session's call), taken from idle ones.
         let (plugin, out, flags) = (plugin.clone(), out.clone(), flags.clone());
-        std::thread::spawn(move || {
+        workers.run(Box::new(move || {
             let outcome = serve(&plugin, request.id, request.op, &flags);
             send(
                 &out,
@@ -84,11 +86,59 @@ pub fn run(library: &Path) -> ExitCode {
                     outcome,
                 },
             );
-        });
+        }));
     }
     // The host closed our stdin (it stopped, or died): end every session.
     let _ = plugin.shutdown();
     ExitCode::SUCCESS
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Threads that run one job each at a time and wait for the next: a job goes
+/// to an idle thread, or to a new one when none is idle, so no job ever
+/// waits behind another (threads are kept, not spawned per request).
+struct Workers {
+    jobs: mpsc::Sender<Job>,
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    /// Threads waiting for a job and not yet promised one.
+    idle: Arc<AtomicUsize>,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        let (jobs, queue) = mpsc::channel();
+        Self {
+            jobs,
+            queue: Arc::new(Mutex::new(queue)),
+            idle: Arc::default(),
+        }
+    }
+}
+
+impl Workers {
+    fn run(&self, job: Job) {
+        // Promise the job to an idle thread, or start one for it.
+        let promised = self
+            .idle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !promised {
+            let (queue, idle) = (self.queue.clone(), self.idle.clone());
+            let started = std::thread::Builder::new()
+                .name("plugin-call".into())
+                .spawn(move || loop {
+                    let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok(job) = next else { return };
+                    job();
+                    idle.fetch_add(1, Ordering::SeqCst);
+                });
+            if let Err(e) = started {
+                eprintln!("plugin runner: cannot start a thread: {e}");
+            }
+        }
+        let _ = self.jobs.send(job);
+    }
 }
 
 fn serve(plugin: &LoadedPlugin, id: u64, op: Op, flags: &Flags) -> Outcome {
