@@ -53,7 +53,7 @@ pub async fn run(cx: &Ctx<'_>, section: &mut Section) -> anyhow::Result<()> {
          wait on a pipe), so `echo_blocking`, the same tool without that declaration, compares \
          like with like: on both servers each call goes to a call thread and back, and the \
          isolated one adds the round trip to the runner (the request and the reply as JSON \
-         lines, a thread per call in the runner, the host's reader thread). Each client has \
+         lines, a call thread in the runner, the host's reader thread). Each client has \
          its own worker and explicit session on each server, created before any timing. A call \
          counts as a success only with HTTP 200 and `code: 0`."
     ));
