@@ -42,6 +42,8 @@ pub mod export;
 pub mod ffi;
 mod logging;
 mod plugin;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 mod tools;
 
 pub use context::CallContext;

@@ -43,7 +43,7 @@ fn no_process_survives_cleanup() {
         .to_string();
     let marker = unique_marker("cleanup");
     start_escapees(&h, &s, &marker);
-    h.plugin.cleanup(&s).unwrap();
+    h.plugin().cleanup(&s).unwrap();
     assert_eq!(processes_with(&marker), Vec::<i32>::new());
     assert!(
         !std::path::Path::new(&dir).exists(),
@@ -61,7 +61,7 @@ fn background_jobs_die_with_the_session_without_namespaces_too() {
     let marker = unique_marker("pg");
     h.run(&s, &format!("(exec -a {marker}-bg sleep 1000) & nohup bash -c 'exec -a {marker}-nohup sleep 1000' >/dev/null 2>&1 &"));
     assert!(eventually(10, || processes_with(&marker).len() == 2));
-    h.plugin.cleanup(&s).unwrap();
+    h.plugin().cleanup(&s).unwrap();
     assert_eq!(processes_with(&marker), Vec::<i32>::new());
 }
 

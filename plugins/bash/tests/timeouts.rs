@@ -102,7 +102,7 @@ fn background_jobs_of_earlier_commands_survive_a_timeout() {
         1,
         "the earlier job is still running"
     );
-    h.plugin.cleanup(&s).unwrap();
+    h.plugin().cleanup(&s).unwrap();
     assert!(processes_with(&marker).is_empty());
 }
 
@@ -136,7 +136,7 @@ fn cancellation_stops_the_command() {
         });
         let cx = CallContext::new(Some(&s), "sid", "w1", &cancel, deadline);
         BashPlugin::tools()
-            .call(&h.plugin, &cx, "run", json!({"command": "sleep 1000"}))
+            .call(h.plugin(), &cx, "run", json!({"command": "sleep 1000"}))
             .unwrap_err()
     });
     assert_eq!(err.kind, ErrorKind::Cancelled, "{err:?}");

@@ -3,16 +3,20 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use agentflow_bash::{BashPlugin, BashSession};
-use plugin_api::{CallContext, Plugin, PluginError};
+use plugin_api::testkit::Kit;
+use plugin_api::{Plugin, PluginError};
 use serde_json::{json, Value};
 
-/// A warmed-up plugin with a workspace root of its own, removed on drop.
+/// A warmed-up plugin (driven through plugin-api's test kit, which checks
+/// params against each tool's schema as the host does) with a workspace root
+/// of its own, removed on drop.
 pub struct Harness {
-    pub plugin: BashPlugin,
+    /// `None` only while dropping: the plugin shuts down before its root goes.
+    kit: Option<Kit<BashPlugin>>,
     pub root: PathBuf,
 }
 
@@ -31,13 +35,27 @@ impl Harness {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         config["workspace_root"] = json!(root);
-        let plugin = BashPlugin::warmup(&config).expect("warmup");
-        Self { plugin, root }
+        let kit = Kit::warm(config).expect("warmup");
+        Self {
+            kit: Some(kit),
+            root,
+        }
+    }
+
+    fn kit(&self) -> &Kit<BashPlugin> {
+        self.kit
+            .as_ref()
+            .expect("the kit lives as long as the harness")
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &BashPlugin {
+        self.kit().plugin()
     }
 
     /// A new session with `config`.
     pub fn session(&self, id: &str, config: Value) -> BashSession {
-        self.plugin.initialize(id, &config).expect("initialize")
+        self.plugin().initialize(id, &config).expect("initialize")
     }
 
     /// Calls `tool` with a deadline `secs` away.
@@ -48,10 +66,13 @@ impl Harness {
         params: Value,
         secs: f64,
     ) -> Result<Value, PluginError> {
-        let cancel = AtomicBool::new(false);
-        let deadline = SystemTime::now() + Duration::from_secs_f64(secs);
-        let cx = CallContext::new(Some(session), "sid", "w1", &cancel, deadline);
-        BashPlugin::tools().call(&self.plugin, &cx, tool, params)
+        self.kit().call_with(
+            Some(("sid", session)),
+            tool,
+            params,
+            Duration::from_secs_f64(secs),
+            None,
+        )
     }
 
     /// Calls `tool` with a generous deadline.
@@ -79,7 +100,8 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
-        self.plugin.shutdown();
+        // Shut the plugin down (unmounting its disks) before removing its root.
+        drop(self.kit.take());
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }
@@ -143,7 +165,7 @@ pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
 impl Harness {
     /// `initialize` without unwrapping.
     pub fn plugin_initialize(&self, id: &str, config: Value) -> Result<BashSession, PluginError> {
-        self.plugin.initialize(id, &config)
+        self.plugin().initialize(id, &config)
     }
 }
 
