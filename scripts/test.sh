@@ -17,7 +17,8 @@ done
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The end-to-end tests load the built plugin libraries: build them all first,
-# with the same crate selection as the test run so nothing is rebuilt.
-cargo build --workspace
+# with the same targets as the test run (tests turn on plugin-api's testkit
+# feature), so nothing is built twice.
+cargo build --workspace --all-targets
 # --no-fail-fast: one failing test binary must not hide the others' results.
 cargo test --workspace --no-fail-fast "$@"
