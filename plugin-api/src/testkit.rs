@@ -85,6 +85,10 @@ impl<P: Plugin> Kit<P> {
         self.plugin.as_ref().unwrap_or_else(|| unreachable!())
     }
 
+    /// Shuts the plugin down and drops it, as the host does when it stops
+    /// (dropping the kit does the same).
+    pub fn shutdown(self) {}
+
     /// A new session with `config` (the plugin's session defaults and the
     /// client's config already merged, as the host passes it).
     pub fn session(&self, config: Value) -> Result<Session<'_, P>, PluginError> {

@@ -11,7 +11,7 @@ use plugin_api::{ErrorKind, Plugin};
 use serde_json::json;
 
 /// A BM25-only plugin (model disabled) over a fresh index with the test passages.
-fn bm25_plugin(dir: &std::path::Path) -> RagPlugin {
+fn bm25_plugin(dir: &std::path::Path) -> plugin_api::testkit::Kit<RagPlugin> {
     let plugin = warm(json!({"index_path": dir.join("index"), "dense": false})).unwrap();
     ok(
         &plugin,
@@ -306,7 +306,7 @@ fn cancelled_or_late_index_call_writes_nothing() {
     let future = SystemTime::now() + Duration::from_secs(60);
     let cx = plugin_api::CallContext::new(None, "", "w1", &cancelled, future);
     let e = RagPlugin::tools()
-        .call(&plugin, &cx, "index", params.clone())
+        .call(plugin.plugin(), &cx, "index", params.clone())
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Cancelled, "{}", e.message);
 
@@ -314,7 +314,7 @@ fn cancelled_or_late_index_call_writes_nothing() {
     let past = SystemTime::now() - Duration::from_secs(1);
     let cx = plugin_api::CallContext::new(None, "", "w1", &live, past);
     let e = RagPlugin::tools()
-        .call(&plugin, &cx, "index", params)
+        .call(plugin.plugin(), &cx, "index", params)
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Timeout, "{}", e.message);
 

@@ -4,29 +4,28 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use agentflow_rag::RagPlugin;
-use plugin_api::{ErrorKind, Plugin, PluginError};
+use plugin_api::testkit::Kit;
+use plugin_api::{ErrorKind, PluginError};
 use serde_json::{json, Value};
 
-/// Runs tool `name` with `params` on a shared plugin (no session), 10-minute deadline.
-pub fn call(plugin: &RagPlugin, name: &str, params: Value) -> Result<Value, PluginError> {
-    let cancel = AtomicBool::new(false);
-    let deadline = SystemTime::now() + Duration::from_secs(600);
-    let cx = plugin_api::CallContext::new(None, "", "w1", &cancel, deadline);
-    RagPlugin::tools().call(plugin, &cx, name, params)
+/// Runs tool `name` with `params` on the shared plugin (no session), through
+/// plugin-api's test kit (params checked against the schema as the host
+/// does), 10-minute deadline.
+pub fn call(plugin: &Kit<RagPlugin>, name: &str, params: Value) -> Result<Value, PluginError> {
+    plugin.call_with(None, name, params, Duration::from_secs(600), None)
 }
 
 /// Like [`call`] but the call must succeed.
-pub fn ok(plugin: &RagPlugin, name: &str, params: Value) -> Value {
+pub fn ok(plugin: &Kit<RagPlugin>, name: &str, params: Value) -> Value {
     call(plugin, name, params.clone())
         .unwrap_or_else(|e| panic!("{name} {params} failed: {:?} {}", e.kind, e.message))
 }
 
 /// Like [`call`] but the call must fail with `kind`; returns the message.
-pub fn err(plugin: &RagPlugin, name: &str, params: Value, kind: ErrorKind) -> String {
+pub fn err(plugin: &Kit<RagPlugin>, name: &str, params: Value, kind: ErrorKind) -> String {
     match call(plugin, name, params.clone()) {
         Ok(v) => panic!("{name} {params} should fail with {kind:?}, returned {v}"),
         Err(e) => {
@@ -37,13 +36,13 @@ pub fn err(plugin: &RagPlugin, name: &str, params: Value, kind: ErrorKind) -> St
 }
 
 /// A new plugin warmed up with `config`.
-pub fn warm(config: Value) -> Result<RagPlugin, PluginError> {
-    RagPlugin::warmup(&config)
+pub fn warm(config: Value) -> Result<Kit<RagPlugin>, PluginError> {
+    Kit::warm(config)
 }
 
 /// A plugin with the embedding model over the index at `index_path`; fails
 /// the test with install instructions when the model is not installed.
-pub fn warm_with_model(index_path: &Path, extra: Value) -> RagPlugin {
+pub fn warm_with_model(index_path: &Path, extra: Value) -> Kit<RagPlugin> {
     let mut config = json!({"index_path": index_path});
     if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
