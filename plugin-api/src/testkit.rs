@@ -174,6 +174,15 @@ impl<P: Plugin> Kit<P> {
     }
 }
 
+/// The kit stands for its plugin: its own methods (`initialize`, `cleanup`,
+/// helpers of the plugin type) are reachable through it.
+impl<P: Plugin> std::ops::Deref for Kit<P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        self.plugin()
+    }
+}
+
 impl<P: Plugin> Drop for Kit<P> {
     fn drop(&mut self) {
         if let Some(plugin) = self.plugin.take() {

@@ -13,7 +13,10 @@ use serde_json::json;
 /// Starts a session running `xev` in a 400x300 window at the top left,
 /// logging to `xev.log` in the session's directory (the sandboxed program's
 /// working directory, and the only one it can write); returns the log's path.
-fn xev_session(p: &agentflow_vm::VmPlugin, id: &str) -> (agentflow_vm::VmSession, PathBuf) {
+fn xev_session(
+    p: &plugin_api::testkit::Kit<agentflow_vm::VmPlugin>,
+    id: &str,
+) -> (agentflow_vm::VmSession, PathBuf) {
     let s = session(
         p,
         id,

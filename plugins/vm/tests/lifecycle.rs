@@ -60,18 +60,17 @@ fn cleanup_leaves_no_process_of_the_session() {
 
 #[test]
 fn cleanup_leaves_no_process_without_a_sandbox() {
-    let p = VmPlugin::warmup(&json!({"sandbox": {"isolation": "none"}})).unwrap();
+    let p = warm(json!({"sandbox": {"isolation": "none"}}));
     cleanup_leaves_nothing(p, "vm_w1_001_cleanup_nosbx");
 }
 
 #[test]
 fn cleanup_leaves_no_process_without_a_sandbox_or_pid_namespace() {
-    let p = VmPlugin::warmup(&json!({"pid_namespace": false, "sandbox": {"isolation": "none"}}))
-        .unwrap();
+    let p = warm(json!({"pid_namespace": false, "sandbox": {"isolation": "none"}}));
     cleanup_leaves_nothing(p, "vm_w1_001_cleanup_nons");
 }
 
-fn cleanup_leaves_nothing(p: VmPlugin, id: &str) {
+fn cleanup_leaves_nothing(p: plugin_api::testkit::Kit<VmPlugin>, id: &str) {
     let s = session(
         &p,
         id,
@@ -140,7 +139,7 @@ fn a_killed_xvfb_makes_the_next_call_session_broken() {
 
 #[test]
 fn a_stopped_xvfb_times_out_into_session_broken() {
-    let p = VmPlugin::warmup(&json!({"x_timeout_secs": 1})).unwrap();
+    let p = warm(json!({"x_timeout_secs": 1}));
     let s = session(&p, "vm_w1_001_stopped", json!({"screen_size": [320, 240]}));
     // SAFETY: kill(2) stops, then resumes, the session's own Xvfb.
     unsafe { libc::kill(s.xvfb_pid() as libc::pid_t, libc::SIGSTOP) };

@@ -8,7 +8,7 @@ use plugin_api::{ErrorKind, Plugin};
 use serde_json::{json, Value};
 
 fn invalid(
-    p: &agentflow_vm::VmPlugin,
+    p: &plugin_api::testkit::Kit<agentflow_vm::VmPlugin>,
     s: &agentflow_vm::VmSession,
     tool: &str,
     params: Value,
@@ -98,8 +98,21 @@ fn bad_params_are_invalid_and_named() {
         json!({"text": "a\u{1}b"}),
         &["U+0001", "position 1"],
     );
-    invalid(&p, &s, "wait", json!({"seconds": -1}), &["seconds=-1"]);
-    invalid(&p, &s, "click", json!({"x": "left", "y": 1}), &["invalid"]);
+    // Refused by the schema (minimum 0) before the plugin runs, as the host refuses it.
+    invalid(
+        &p,
+        &s,
+        "wait",
+        json!({"seconds": -1}),
+        &["'seconds'", "minimum"],
+    );
+    invalid(
+        &p,
+        &s,
+        "click",
+        json!({"x": "left", "y": 1}),
+        &["'x'", "integer"],
+    );
     // Nothing was pressed by the refused hotkey: a plain key still works.
     ok(&p, &s, "key", json!({"key": "a"}));
     assert_eq!(

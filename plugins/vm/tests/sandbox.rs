@@ -209,7 +209,7 @@ fn a_cwd_outside_the_session_directory_is_refused_and_a_relative_one_made() {
 
 #[test]
 fn without_a_sandbox_programs_run_as_the_server_and_limits_are_refused() {
-    let p = agentflow_vm::VmPlugin::warmup(&json!({"sandbox": {"isolation": "none"}})).unwrap();
+    let p = warm(json!({"sandbox": {"isolation": "none"}}));
     let Err(e) = p.initialize(
         "vm_w1_001_nosbx_limits",
         &json!({"limits": {"processes": 64}}),

@@ -11,7 +11,10 @@ use serde_json::json;
 
 /// A session whose xterm runs bash in `work`, a directory the plugin makes
 /// inside the session's directory (sandboxed programs see no other).
-fn xterm_session(p: &agentflow_vm::VmPlugin, id: &str) -> agentflow_vm::VmSession {
+fn xterm_session(
+    p: &plugin_api::testkit::Kit<agentflow_vm::VmPlugin>,
+    id: &str,
+) -> agentflow_vm::VmSession {
     let s = session(
         p,
         id,

@@ -2,13 +2,13 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use agentflow_vm::{VmPlugin, VmSession, SESSION_ENV};
 use base64::Engine as _;
-use plugin_api::{CallContext, Plugin, PluginError, Tools};
+use plugin_api::testkit::Kit;
+use plugin_api::{Plugin, PluginError, Tools};
 use serde_json::{json, Value};
 
 /// The tool table, built once.
@@ -17,9 +17,15 @@ pub fn tools() -> &'static Tools<VmPlugin> {
     TOOLS.get_or_init(VmPlugin::tools)
 }
 
-/// A warmed-up plugin with the default config.
-pub fn plugin() -> VmPlugin {
-    VmPlugin::warmup(&json!({})).expect("warmup")
+/// A warmed-up plugin with the default config, driven through plugin-api's
+/// test kit (params checked against each tool's schema, as the host does).
+pub fn plugin() -> Kit<VmPlugin> {
+    warm(json!({}))
+}
+
+/// A warmed-up plugin with `config`.
+pub fn warm(config: Value) -> Kit<VmPlugin> {
+    Kit::warm(config).expect("warmup")
 }
 
 /// A session created through the plugin, as the host would.
@@ -29,20 +35,23 @@ pub fn session(p: &VmPlugin, id: &str, config: Value) -> VmSession {
 }
 
 /// Calls a tool in the session with a 60 s deadline.
-pub fn call(p: &VmPlugin, s: &VmSession, tool: &str, params: Value) -> Result<Value, PluginError> {
-    let cancel = AtomicBool::new(false);
-    let cx = CallContext::new(
-        Some(s),
-        s.id(),
-        "w1",
-        &cancel,
-        SystemTime::now() + Duration::from_secs(60),
-    );
-    tools().call(p, &cx, tool, params)
+pub fn call(
+    p: &Kit<VmPlugin>,
+    s: &VmSession,
+    tool: &str,
+    params: Value,
+) -> Result<Value, PluginError> {
+    p.call_with(
+        Some((s.id(), s)),
+        tool,
+        params,
+        Duration::from_secs(60),
+        None,
+    )
 }
 
 /// Calls a tool that must succeed.
-pub fn ok(p: &VmPlugin, s: &VmSession, tool: &str, params: Value) -> Value {
+pub fn ok(p: &Kit<VmPlugin>, s: &VmSession, tool: &str, params: Value) -> Value {
     call(p, s, tool, params).unwrap_or_else(|e| panic!("{tool} failed: {e:?}"))
 }
 
