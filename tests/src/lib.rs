@@ -333,3 +333,14 @@ pub fn processes_matching(needle: &str) -> Vec<(u32, String)> {
     }
     out
 }
+
+/// Width and height of a base64 PNG (a screenshot), read from its header.
+pub fn png_size(b64: &str) -> (u32, u32) {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+    (be(16), be(20))
+}

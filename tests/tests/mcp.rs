@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentflow_e2e::{eventually, plugin_library, processes_matching, Server, ServerBuilder};
-use base64::Engine;
+use agentflow_e2e::{
+    eventually, plugin_library, png_size, processes_matching, Server, ServerBuilder,
+};
 use futures::stream::BoxStream;
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::model::{
@@ -358,15 +359,6 @@ fn sessions_of(s: &Server, worker: &str) -> Vec<Value> {
 
 fn marker(tag: &str) -> String {
     format!("agentflow-mcp-e2e-{}-{tag}", std::process::id())
-}
-
-fn png_size(b64: &str) -> (u32, u32) {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("base64");
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
-    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    (be(16), be(20))
 }
 
 // ---------------------------------------------------------------------------

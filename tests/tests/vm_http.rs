@@ -2,18 +2,8 @@
 
 use std::time::Duration;
 
-use agentflow_e2e::{eventually, processes_matching, Server};
-use base64::Engine;
+use agentflow_e2e::{eventually, png_size, processes_matching, Server};
 use serde_json::json;
-
-fn png_size(b64: &str) -> (u32, u32) {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("base64");
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
-    let be = |i: usize| u32::from_be_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    (be(16), be(20))
-}
 
 #[test]
 fn a_session_is_a_desktop_of_its_screen_size_and_leaves_nothing_behind() {

@@ -193,3 +193,13 @@ fn check(status: u16, body: &Value, path: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// An `/execute` envelope that succeeded (`code: 0`).
+pub fn envelope_ok(body: &[u8]) -> Result<(), String> {
+    let envelope: Value =
+        serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
+    match envelope.get("code").and_then(Value::as_i64) {
+        Some(0) => Ok(()),
+        _ => Err(format!("an envelope without code 0: {envelope}")),
+    }
+}

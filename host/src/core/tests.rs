@@ -34,6 +34,16 @@ fn echo(model: SessionModel) -> RustPlugin {
     })
 }
 
+/// A shared plugin whose `wait` runs until its cancel flag is set, then
+/// records in `saw_cancel` that it saw the flag.
+fn waiter(saw_cancel: Arc<AtomicBool>) -> RustPlugin {
+    RustPlugin::new("t", SessionModel::Shared).tool("wait", json!({"type": "object"}), move |a| {
+        let r = wait_for_cancel(a);
+        saw_cancel.store(a.cancel.load(Ordering::SeqCst), Ordering::SeqCst);
+        r
+    })
+}
+
 /// Polls `f` for up to two seconds.
 async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + Duration::from_secs(2);
@@ -115,16 +125,7 @@ async fn params_that_break_the_schema_never_reach_the_plugin() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_past_its_timeout_is_answered_then_and_the_plugin_is_told_to_stop() {
     let saw_cancel = Arc::new(AtomicBool::new(false));
-    let seen = saw_cancel.clone();
-    let plugin = RustPlugin::new("t", SessionModel::Shared).tool(
-        "wait",
-        json!({"type": "object"}),
-        move |a| {
-            let r = wait_for_cancel(a);
-            seen.store(a.cancel.load(Ordering::SeqCst), Ordering::SeqCst);
-            r
-        },
-    );
+    let plugin = waiter(saw_cancel.clone());
     let core = core_with("", vec![plugin]);
     let mut req = request("t:wait", json!({}));
     req.timeout = Some(0.2);
@@ -138,16 +139,7 @@ async fn a_call_past_its_timeout_is_answered_then_and_the_plugin_is_told_to_stop
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_cancel_stops_the_call_through_the_plugins_flag() {
     let saw_cancel = Arc::new(AtomicBool::new(false));
-    let seen = saw_cancel.clone();
-    let plugin = RustPlugin::new("t", SessionModel::Shared).tool(
-        "wait",
-        json!({"type": "object"}),
-        move |a| {
-            let r = wait_for_cancel(a);
-            seen.store(a.cancel.load(Ordering::SeqCst), Ordering::SeqCst);
-            r
-        },
-    );
+    let plugin = waiter(saw_cancel.clone());
     let core = core_with("", vec![plugin]);
     let token = CancellationToken::new();
     let mut req = request("t:wait", json!({}));

@@ -58,12 +58,9 @@ impl McpSession {
     async fn call(
         &self,
         request: CallToolRequestParams,
+        worker: String,
         context: &RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
-        let worker = match self.worker(context.extensions.get::<Parts>()) {
-            Ok(w) => w.to_string(),
-            Err(e) => return results::failure(e),
-        };
         let Some((backend, tool)) = catalog::resolve(&self.core, &request.name) else {
             return results::failure(CoreError::ToolNotFound(request.name.to_string()));
         };
@@ -142,17 +139,17 @@ impl ServerHandler for McpSession {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let worker = self
-            .worker(context.extensions.get::<Parts>())
-            .unwrap_or("-")
-            .to_string();
+        let worker = match self.worker(context.extensions.get::<Parts>()) {
+            Ok(w) => w.to_string(),
+            Err(e) => return results::failure(e).map(CallToolResponse::from),
+        };
         let span = tracing::info_span!(
             "mcp",
             request_id = %context.id,
             worker = %worker,
             tool = %request.name,
         );
-        self.call(request, &context)
+        self.call(request, worker, &context)
             .instrument(span)
             .await
             .map(CallToolResponse::from)
@@ -190,12 +187,6 @@ impl Drop for McpSession {
         let Some(worker) = self.worker.get().cloned() else {
             return;
         };
-        // The server is stopping (which is what ended this session): its own
-        // cleanup destroys every session and waits for it; a second destroy
-        // racing it would make it wait for nothing.
-        if self.core.is_shutting_down() {
-            return;
-        }
         let opened =
             std::mem::take(&mut *self.opened.lock().unwrap_or_else(PoisonError::into_inner));
         if opened.is_empty() {

@@ -205,9 +205,6 @@ impl Plugin for Fixture {
     }
 
     fn warmup(config: &Value) -> Result<Self, PluginError> {
-        if let Some(line) = config.get("log").and_then(Value::as_str) {
-            plugin_api::log::info!("{line}");
-        }
         if config.get("fail_warmup").and_then(Value::as_bool) == Some(true) {
             return Err(PluginError::unavailable(
                 "fixture warmup failure on request",

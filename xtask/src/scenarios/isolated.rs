@@ -12,7 +12,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::{median, Ctx};
-use crate::client::{Api, Conn};
+use crate::client::{envelope_ok, Api, Conn};
 use crate::figure::Fig;
 use crate::load::{self, Req};
 use crate::report::{Row, Section};
@@ -220,16 +220,6 @@ async fn fixture_status(api: &Api) -> anyhow::Result<Value> {
         "/warmup/status does not list the fixture: {status}"
     );
     Ok(fixture)
-}
-
-/// An `/execute` envelope that succeeded (`code: 0`).
-fn envelope_ok(body: &[u8]) -> Result<(), String> {
-    let envelope: Value =
-        serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
-    match envelope.get("code").and_then(Value::as_i64) {
-        Some(0) => Ok(()),
-        _ => Err(format!("an envelope without code 0: {envelope}")),
-    }
 }
 
 fn rows(section: &mut Section, c: usize, in_process: &Outcome, isolated: &Outcome) {

@@ -13,7 +13,7 @@ use hyper::Method;
 use serde_json::{json, Value};
 
 use super::Ctx;
-use crate::client::Conn;
+use crate::client::{envelope_ok, Conn};
 use crate::figure::Fig;
 use crate::load::{self, MakeReq, Req};
 use crate::report::{Row, Section};
@@ -357,16 +357,6 @@ fn mcp_call_ok(body: &[u8]) -> Result<(), String> {
         return Err(format!("a tool error: {result}"));
     }
     Ok(())
-}
-
-/// An `/execute` envelope that succeeded (`code: 0`).
-fn envelope_ok(body: &[u8]) -> Result<(), String> {
-    let envelope: Value =
-        serde_json::from_slice(body).map_err(|e| format!("a body that is not JSON ({e})"))?;
-    match envelope.get("code").and_then(Value::as_i64) {
-        Some(0) => Ok(()),
-        _ => Err(format!("an envelope without code 0: {envelope}")),
-    }
 }
 
 fn rows(section: &mut Section, c: usize, native: &Outcome, mcp: &Outcome) {
