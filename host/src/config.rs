@@ -76,6 +76,10 @@ pub struct ServerConfig {
     /// Directories whose files `/api/v1/init/from-config` may read (it reads
     /// a file the client names): none by default, so it reads nothing.
     pub compat_config_dirs: Vec<PathBuf>,
+    /// This host's name in every answer (`meta.node`, `X-AgentFlow-Node`), so
+    /// clients behind a balancer see which host holds a worker. Empty: the
+    /// machine's hostname.
+    pub node_name: String,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +106,7 @@ impl Default for ServerConfig {
             rescan_interval: 5.0,
             runtime_dir: std::env::temp_dir().join("agentflow-host"),
             compat_config_dirs: Vec::new(),
+            node_name: String::new(),
         }
     }
 }
@@ -176,6 +181,22 @@ impl PluginConfig {
     }
 }
 
+/// The machine's hostname, as a node name (`localhost` if it has none).
+fn hostname() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = name
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
+}
+
 impl Config {
     /// Reads, expands and validates a config file. Relative paths in it are
     /// taken relative to the file's directory.
@@ -201,6 +222,9 @@ impl Config {
         })?;
         config.validate()?;
         config.resolve_paths(base);
+        if config.server.node_name.is_empty() {
+            config.server.node_name = hostname();
+        }
         Ok(config)
     }
 
@@ -243,6 +267,16 @@ impl Config {
             if v == 0 {
                 return Err(format!("key '{key}': must be at least 1"));
             }
+        }
+        let node_ok = s.node_name.len() <= 64
+            && s.node_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !node_ok {
+            return Err(format!(
+                "key 'server.node_name': must be up to 64 ASCII letters, digits and . _ -, got \"{}\"",
+                s.node_name
+            ));
         }
         if s.default_timeout > s.max_timeout {
             return Err("key 'server.default_timeout': must not exceed server.max_timeout".into());

@@ -130,9 +130,11 @@ async fn serve(config: Config) -> Result<(), String> {
     println!("agentflow listening on http://{local}");
 
     let shutdown = ShutdownHandle::default();
+    let inflight = Arc::new(web::drain::InFlight::default());
     let state = AppState {
         core: core.clone(),
         shutdown: shutdown.clone(),
+        inflight: inflight.clone(),
     };
     // Peers over one web layer; the native surface answers for what the others do not claim.
     let surfaces = vec![
@@ -169,20 +171,33 @@ async fn serve(config: Config) -> Result<(), String> {
         cleanup_sessions = stop.cleanup_sessions,
         "shutting down"
     );
+    // Draining: new work is refused with 503 and `/ready` says so, while the
+    // listener stays open for calls in flight to finish (web/drain.rs).
     core.begin_shutdown();
-    let _ = stop_serving.send(());
     let grace = secs(core.config.server.shutdown_grace);
     let drain = if stop.force {
         Duration::from_millis(300)
     } else {
         grace
     };
-    if tokio::time::timeout(drain, &mut server).await.is_err() {
+    let in_flight = inflight.count();
+    if in_flight > 0 {
+        tracing::info!(
+            in_flight,
+            "draining: waiting up to {:.1}s for calls in flight",
+            drain.as_secs_f64()
+        );
+    }
+    if !inflight.idle(drain).await {
         tracing::warn!(
+            in_flight = inflight.count(),
             "in-flight requests did not finish within {:.1}s; stopping anyway",
             drain.as_secs_f64()
         );
     }
+    let _ = stop_serving.send(());
+    // Open connections are idle now (or their calls overran the grace).
+    let _ = tokio::time::timeout(Duration::from_millis(500), &mut server).await;
     let cleaned = core.stop(stop.cleanup_sessions).await;
     tracing::info!(sessions_cleaned = cleaned, "stopped");
     Ok(())

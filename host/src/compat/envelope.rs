@@ -13,7 +13,7 @@ use super::codes::{self, Code, Mapped};
 use crate::core::error::CoreError;
 use crate::core::executor::ExecMeta;
 pub use crate::web::envelope::Envelope;
-use crate::web::RequestId;
+use crate::web::{node, RequestId};
 
 /// What `meta` says about one answer.
 #[derive(Debug, Clone, Default)]
@@ -65,6 +65,7 @@ impl Meta {
         meta.insert("resource_type".into(), json!(self.resource_type));
         meta.insert("session_id".into(), json!(self.session_id));
         meta.insert("trace_id".into(), json!(trace.0));
+        meta.insert("node".into(), json!(node::name()));
         if self.temporary_session {
             meta.insert("temporary_session".into(), json!(true));
         }

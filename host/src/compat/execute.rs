@@ -14,8 +14,7 @@ use super::extract::{check_text, optional, required, Checked, Field, Kind, Model
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
 use crate::web::envelope::{raw, BatchData};
-use crate::web::AppState;
-use crate::web::RequestId;
+use crate::web::{AppState, RequestId, Routing};
 
 #[derive(Deserialize)]
 pub struct ExecuteBody {
@@ -76,13 +75,18 @@ fn yes() -> bool {
 
 /// One call as the core takes it. An action with control characters cannot
 /// name a tool: it is "not found" without reaching the core (or its logs).
+/// The routing headers must agree with the body; `X-Session-ID` names the
+/// session the call expects.
 fn request(
+    routing: &Routing,
     worker: &str,
     action: String,
     params: Value,
     timeout: Option<i64>,
 ) -> CoreResult<ExecRequest> {
     check_text("worker_id", worker)?;
+    routing.worker(Some(worker))?;
+    let session = routing.session(None)?;
     if check_text("action", &action).is_err() {
         return Err(CoreError::ToolNotFound(action));
     }
@@ -92,6 +96,7 @@ fn request(
         params,
         timeout: timeout.map(|t| t as f64),
         cancel: None,
+        session,
     })
 }
 
@@ -124,11 +129,18 @@ fn report_body(
 pub async fn execute(
     State(state): State<AppState>,
     trace: RequestId,
+    routing: Routing,
     Checked(body): Checked<ExecuteBody>,
 ) -> Response {
     let started = Instant::now();
     let action = body.action.clone();
-    let req = match request(&body.worker_id, body.action, body.params, body.timeout) {
+    let req = match request(
+        &routing,
+        &body.worker_id,
+        body.action,
+        body.params,
+        body.timeout,
+    ) {
         Ok(r) => r,
         Err(e) => {
             return envelope::core_failure(&e, &Meta::endpoint(&action, None, started), &trace)
@@ -144,6 +156,7 @@ pub async fn execute(
 pub async fn batch(
     State(state): State<AppState>,
     trace: RequestId,
+    routing: Routing,
     Checked(body): Checked<BatchBody>,
 ) -> Response {
     let started = Instant::now();
@@ -152,7 +165,7 @@ pub async fn batch(
     let mut names = Vec::with_capacity(body.actions.len());
     for a in body.actions {
         names.push(a.action.clone());
-        match request(&body.worker_id, a.action, a.params, a.timeout) {
+        match request(&routing, &body.worker_id, a.action, a.params, a.timeout) {
             Ok(r) => actions.push(r),
             Err(e) => return envelope::core_failure(&e, &meta(), &trace),
         }

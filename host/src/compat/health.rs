@@ -7,14 +7,13 @@ use serde_json::{json, Value};
 
 use super::envelope::bare;
 use super::time::now;
+use crate::web::routing::WORKER_HEADER;
 use crate::web::AppState;
 
-/// The header every SDK request carries.
-pub const SDK_HEADER: &str = "x-worker-id";
-
-/// Does this request come from the AgentFlow SDK?
+/// Does this request come from the AgentFlow SDK? (It sends the routing
+/// header on every request.)
 pub fn from_sdk(headers: &HeaderMap) -> bool {
-    headers.contains_key(SDK_HEADER)
+    headers.contains_key(WORKER_HEADER)
 }
 
 /// The Python server's health body (plus the host version).
@@ -22,12 +21,19 @@ pub fn healthy() -> Value {
     json!({"status": "healthy", "timestamp": now(), "version": env!("CARGO_PKG_VERSION")})
 }
 
+/// 200 while serving; 503 `draining` from the moment shutdown begins, so a
+/// balancer stops sending new work (calls in flight still finish).
 pub async fn ready(State(state): State<AppState>) -> Response {
     let core = &state.core;
+    let (status, word) = if core.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        (StatusCode::OK, "ready")
+    };
     bare(
-        StatusCode::OK,
+        status,
         json!({
-            "status": "ready",
+            "status": word,
             "tools_count": core.tool_list(false).len(),
             "active_workers": core.sessions.worker_count(),
             "total_sessions": core.sessions.all().len(),

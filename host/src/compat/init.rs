@@ -21,8 +21,7 @@ use super::sessions::{
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::session::Session;
 use crate::core::Core;
-use crate::web::AppState;
-use crate::web::RequestId;
+use crate::web::{AppState, RequestId, Routing};
 
 #[derive(Deserialize)]
 pub struct ResourceBody {
@@ -87,6 +86,7 @@ async fn get_or_create(
 pub async fn resource(
     State(state): State<AppState>,
     trace: RequestId,
+    routing: Routing,
     Checked(body): Checked<ResourceBody>,
 ) -> Response {
     let started = Instant::now();
@@ -100,7 +100,7 @@ pub async fn resource(
     let meta = |sid: Option<&str>| {
         Meta::endpoint("init:resource", INIT_RESOURCE_TYPE, started).session(sid)
     };
-    if let Err(e) = check_target(worker, rt) {
+    if let Err(e) = check_target(worker, rt).and_then(|()| routing.worker(Some(worker)).map(drop)) {
         return envelope::core_failure(&e, &meta(None), &trace);
     }
     match get_or_create(&state.core, worker, rt, &body.init_config).await {
@@ -141,6 +141,7 @@ fn init_config(entry: &Value) -> CoreResult<Value> {
 pub async fn batch(
     State(state): State<AppState>,
     trace: RequestId,
+    routing: Routing,
     Checked(body): Checked<BatchBody>,
 ) -> Response {
     let started = Instant::now();
@@ -148,7 +149,9 @@ pub async fn batch(
     let Some(worker) = present(&body.worker_id) else {
         return missing(WORKER_REQUIRED, &meta(), &trace);
     };
-    if let Err(e) = check_text("worker_id", worker) {
+    if let Err(e) =
+        check_text("worker_id", worker).and_then(|()| routing.worker(Some(worker)).map(drop))
+    {
         return envelope::core_failure(&e, &meta(), &trace);
     }
     // Different resource types of one worker initialize independently.

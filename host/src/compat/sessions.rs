@@ -16,8 +16,7 @@ use super::time::iso;
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::ident;
 use crate::core::session::Session;
-use crate::web::AppState;
-use crate::web::RequestId;
+use crate::web::{AppState, RequestId, Routing};
 
 #[derive(Deserialize)]
 pub struct CreateBody {
@@ -97,6 +96,7 @@ fn no_session(rt: &str) -> Mapped {
 pub async fn create(
     State(state): State<AppState>,
     trace: RequestId,
+    routing: Routing,
     Checked(body): Checked<CreateBody>,
 ) -> Response {
     let started = Instant::now();
@@ -107,6 +107,7 @@ pub async fn create(
     };
     let custom = body.custom_name.as_deref();
     if let Err(e) = check_target(worker, rt)
+        .and_then(|()| routing.worker(Some(worker)).map(drop))
         .and_then(|()| custom.map_or(Ok(()), |c| check_text("custom_name", c)))
     {
         return envelope::core_failure(&e, &meta(None), &trace);
@@ -148,6 +149,7 @@ pub async fn create(
 pub async fn destroy(
     State(state): State<AppState>,
     trace: RequestId,
+    routing: Routing,
     Checked(body): Checked<TargetBody>,
 ) -> Response {
     let started = Instant::now();
@@ -157,7 +159,7 @@ pub async fn destroy(
     let (Some(worker), Some(rt)) = (present(&body.worker_id), present(&body.resource_type)) else {
         return missing(BOTH_REQUIRED, &meta(None), &trace);
     };
-    if let Err(e) = check_target(worker, rt) {
+    if let Err(e) = check_target(worker, rt).and_then(|()| routing.worker(Some(worker)).map(drop)) {
         return envelope::core_failure(&e, &meta(None), &trace);
     }
     match state.core.destroy_session(worker, rt).await {
@@ -181,6 +183,7 @@ pub async fn destroy(
 pub async fn list(
     State(state): State<AppState>,
     trace: RequestId,
+    routing: Routing,
     Checked(body): Checked<TargetBody>,
 ) -> Response {
     let started = Instant::now();
@@ -188,7 +191,9 @@ pub async fn list(
     let Some(worker) = present(&body.worker_id) else {
         return missing(WORKER_REQUIRED, &meta, &trace);
     };
-    if let Err(e) = check_text("worker_id", worker) {
+    if let Err(e) =
+        check_text("worker_id", worker).and_then(|()| routing.worker(Some(worker)).map(drop))
+    {
         return envelope::core_failure(&e, &meta, &trace);
     }
     let ttl = state.core.sessions.ttl();
@@ -221,6 +226,7 @@ pub async fn list(
 pub async fn refresh(
     State(state): State<AppState>,
     trace: RequestId,
+    routing: Routing,
     Checked(body): Checked<TargetBody>,
 ) -> Response {
     let started = Instant::now();
@@ -235,7 +241,7 @@ pub async fn refresh(
         Some(rt) => check_target(worker, rt),
         None => check_text("worker_id", worker),
     };
-    if let Err(e) = checked {
+    if let Err(e) = checked.and_then(|()| routing.worker(Some(worker)).map(drop)) {
         return envelope::core_failure(&e, &meta(None), &trace);
     }
     let ttl = state.core.sessions.ttl();

@@ -22,7 +22,11 @@ pub enum CoreError {
     SessionNotFound(String),
     #[error("Session broken: {0}")]
     SessionBroken(String),
-    #[error("Worker not found: {0}")]
+    /// The call named a session this host does not hold: the host that had
+    /// it went away, or a balancer moved the worker here.
+    #[error("Session '{session}' is not on this host (worker '{worker}'): its host went away or the worker was moved to another host; create the session again")]
+    SessionNotHere { session: String, worker: String },
+    #[error("Worker not found on this host: {0} has no sessions here")]
     WorkerNotFound(String),
     #[error("Resource type not found: {0}")]
     ResourceNotFound(String),
@@ -58,6 +62,7 @@ impl CoreError {
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::SessionNotFound(_) => "session_not_found",
             Self::SessionBroken(_) => "session_broken",
+            Self::SessionNotHere { .. } => "session_not_here",
             Self::WorkerNotFound(_) => "worker_not_found",
             Self::ResourceNotFound(_) => "resource_not_found",
             Self::Unauthorized(_) => "unauthorized",

@@ -27,6 +27,11 @@ pub struct ExecRequest {
     /// Cancelled by the client (MCP `notifications/cancelled`): the plugin's
     /// cancel flag is set and the call answers [`CoreError::Cancelled`].
     pub cancel: Option<CancellationToken>,
+    /// The session the client expects the call to run in. When this host
+    /// holds no such session of the worker's, the call is refused with
+    /// [`CoreError::SessionNotHere`] instead of running in a fresh temporary
+    /// one: behind a balancer, that is how a worker learns its state is gone.
+    pub session: Option<String>,
 }
 
 /// How long a call may run and who may stop it early.
@@ -148,7 +153,13 @@ impl Core {
         backend.ensure_warm(self.warmup_timeout()).await?;
 
         let (session, temporary) = if backend.per_session() {
-            match self.sessions.get(&req.worker_id, &backend.name) {
+            let current = self.sessions.get(&req.worker_id, &backend.name);
+            if let Some(expected) = &req.session {
+                if current.as_ref().is_none_or(|s| s.id != *expected) {
+                    return Err(not_here(expected, &req.worker_id));
+                }
+            }
+            match current {
                 Some(s) => (Some(s), false),
                 None => (
                     Some(
@@ -160,6 +171,14 @@ impl Core {
                 ),
             }
         } else {
+            // A shared plugin has no session of its own; a named session must
+            // still be one of the worker's here (a header sent on every call).
+            if let Some(expected) = &req.session {
+                let held = self.sessions.list(&req.worker_id);
+                if !held.iter().any(|s| s.id == *expected) {
+                    return Err(not_here(expected, &req.worker_id));
+                }
+            }
             (None, false)
         };
         meta.session_id = session.as_ref().map(|s| s.id.clone());
@@ -342,6 +361,13 @@ impl Core {
             }
         }
         Ok(reports)
+    }
+}
+
+fn not_here(session: &str, worker: &str) -> CoreError {
+    CoreError::SessionNotHere {
+        session: session.to_string(),
+        worker: worker.to_string(),
     }
 }
 

@@ -21,6 +21,7 @@ fn request(action: &str, params: Value) -> ExecRequest {
         params,
         timeout: None,
         cancel: None,
+        session: None,
     }
 }
 
@@ -106,6 +107,50 @@ async fn a_named_session_serves_every_call_until_destroyed() {
         matches!(again, Some(CoreError::WorkerNotFound(_))),
         "{again:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_naming_a_session_this_host_lacks_is_refused_not_run_elsewhere() {
+    let plugin = echo(SessionModel::PerWorker);
+    let log = plugin.log.clone();
+    let core = core_with("", vec![plugin]);
+    let named = |session: &str| ExecRequest {
+        session: Some(session.into()),
+        ..request("t:echo", json!({"text": "x"}))
+    };
+    // No session at all: refused, and no temporary session is made for it.
+    let report = run(&core, named("gone-1")).await;
+    match report.result {
+        Err(CoreError::SessionNotHere { session, worker }) => {
+            assert_eq!((session.as_str(), worker.as_str()), ("gone-1", "w"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.starts_with("initialize")));
+    // A session, but another one than the call expects.
+    let (session, _) = core
+        .create_session("w", "t", &Value::Null, None, false)
+        .await
+        .unwrap();
+    let report = run(&core, named("gone-1")).await;
+    assert!(matches!(
+        report.result,
+        Err(CoreError::SessionNotHere { .. })
+    ));
+    let report = run(&core, named(&session.id)).await;
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    // Only the call in the expected session reached the plugin.
+    let calls = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| *l == "call echo")
+        .count();
+    assert_eq!(calls, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

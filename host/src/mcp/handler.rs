@@ -90,6 +90,10 @@ impl McpSession {
                 params,
                 timeout: None,
                 cancel: Some(context.ct.clone()),
+                // Tool sessions live as long as the MCP session that made
+                // them, and both live on one host: a client whose host went
+                // away is told its MCP session is unknown and starts anew.
+                session: None,
             })
             .await;
         results::call_result(report.result)

@@ -6,9 +6,8 @@ use axum::http::request::Parts;
 
 use crate::core::error::CoreResult;
 use crate::core::ident;
+use crate::web::routing::WORKER_HEADER;
 
-/// The header a client names its worker with.
-pub const WORKER_HEADER: &str = "x-worker-id";
 /// The header the MCP transport carries its session id in.
 const SESSION_HEADER: &str = "mcp-session-id";
 

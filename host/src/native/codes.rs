@@ -37,7 +37,9 @@ pub fn code(err: &CoreError) -> ErrorCode {
     match err {
         E::ToolNotFound(_) | E::AmbiguousTool { .. } => ErrorCode::ToolNotFound,
         E::InvalidParams(_) | E::BodyTooLarge { .. } => ErrorCode::Parameter,
-        E::SessionNotFound(_) | E::SessionBroken(_) => ErrorCode::Session,
+        E::SessionNotFound(_) | E::SessionBroken(_) | E::SessionNotHere { .. } => {
+            ErrorCode::Session
+        }
         E::WorkerNotFound(_) => ErrorCode::WorkerNotFound,
         E::ResourceNotFound(_) => ErrorCode::ResourceNotFound,
         E::Unauthorized(_) => ErrorCode::Permission,
@@ -56,7 +58,7 @@ pub fn error_type(err: &CoreError) -> &'static str {
     match err {
         E::ToolNotFound(_) | E::AmbiguousTool { .. } => "ToolNotFoundError",
         E::InvalidParams(_) | E::BodyTooLarge { .. } => "ParameterError",
-        E::SessionNotFound(_) | E::SessionBroken(_) => "SessionError",
+        E::SessionNotFound(_) | E::SessionBroken(_) | E::SessionNotHere { .. } => "SessionError",
         E::WorkerNotFound(_) => "WorkerNotFoundError",
         E::ResourceNotFound(_) => "ResourceNotFoundError",
         E::Unauthorized(_) => "PermissionError",
@@ -77,6 +79,9 @@ pub fn data(err: &CoreError) -> Value {
         E::AmbiguousTool { candidates, .. } => json!({ "candidates": candidates }),
         E::ToolNotFound(action) => json!({ "action": action }),
         E::Timeout { seconds } => json!({ "timeout": seconds }),
+        E::SessionNotHere { session, .. } => {
+            json!({ "session_id": session, "retry": "create_session" })
+        }
         _ => Value::Null,
     }
 }
@@ -87,7 +92,7 @@ pub fn status_for(err: &CoreError) -> StatusCode {
         CoreError::ToolNotFound(_) | CoreError::AmbiguousTool { .. } => StatusCode::NOT_FOUND,
         CoreError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         CoreError::InvalidParams(_) => StatusCode::BAD_REQUEST,
-        CoreError::SessionNotFound(_) => StatusCode::NOT_FOUND,
+        CoreError::SessionNotFound(_) | CoreError::SessionNotHere { .. } => StatusCode::NOT_FOUND,
         CoreError::SessionBroken(_) => StatusCode::CONFLICT,
         CoreError::WorkerNotFound(_) | CoreError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
         CoreError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -130,6 +135,15 @@ mod tests {
             ),
             (
                 CoreError::SessionNotFound("x".into()),
+                1003,
+                404,
+                "SessionError",
+            ),
+            (
+                CoreError::SessionNotHere {
+                    session: "s".into(),
+                    worker: "w".into(),
+                },
                 1003,
                 404,
                 "SessionError",

@@ -12,7 +12,7 @@ use super::codes::{self, status_for};
 use crate::core::error::CoreError;
 use crate::core::executor::ExecMeta;
 pub use crate::web::envelope::{raw, BatchData, Envelope};
-use crate::web::RequestId;
+use crate::web::{node, RequestId};
 
 /// A successful envelope with extra `meta` keys.
 pub fn ok<D: Serialize>(request_id: &RequestId, data: D, meta: Map<String, Value>) -> Response {
@@ -22,6 +22,7 @@ pub fn ok<D: Serialize>(request_id: &RequestId, data: D, meta: Map<String, Value
 /// The body of a successful envelope.
 pub fn ok_body<D>(request_id: &RequestId, data: D, mut meta: Map<String, Value>) -> Envelope<D> {
     meta.insert("request_id".into(), Value::String(request_id.0.clone()));
+    meta.insert("node".into(), Value::from(node::name()));
     Envelope {
         code: 0,
         message: "success".into(),
@@ -63,6 +64,7 @@ impl ApiError {
             .insert("request_id".into(), Value::String(self.request_id));
         self.meta
             .insert("error_type".into(), json!(codes::error_type(&self.error)));
+        self.meta.insert("node".into(), Value::from(node::name()));
         Envelope {
             code: codes::code(&self.error).as_u32(),
             message: self.error.to_string(),
@@ -102,7 +104,7 @@ pub fn not_routed(status: StatusCode, request_id: &RequestId, message: &str) -> 
             "code": if status == StatusCode::METHOD_NOT_ALLOWED { 1002 } else { 1001 },
             "message": message,
             "data": null,
-            "meta": {"request_id": request_id.0, "error_type": error},
+            "meta": {"request_id": request_id.0, "error_type": error, "node": node::name()},
         })),
     )
         .into_response()

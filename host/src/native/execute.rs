@@ -11,12 +11,16 @@ use super::extract::Body;
 use crate::core::error::CoreError;
 use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
 use crate::core::ident::Id;
-use crate::web::AppState;
-use crate::web::RequestId;
+use crate::web::{AppState, RequestId, Routing};
 
 #[derive(Deserialize)]
 pub struct ExecuteBody {
-    worker_id: Id,
+    /// Or the `X-Worker-ID` header.
+    #[serde(default)]
+    worker_id: Option<Id>,
+    /// The session the call expects (or the `X-Session-ID` header).
+    #[serde(default)]
+    session_id: Option<Id>,
     action: Id,
     #[serde(default)]
     params: Value,
@@ -35,7 +39,11 @@ pub struct BatchAction {
 
 #[derive(Deserialize)]
 pub struct BatchBody {
-    worker_id: Id,
+    #[serde(default)]
+    worker_id: Option<Id>,
+    /// The session every action expects.
+    #[serde(default)]
+    session_id: Option<Id>,
     actions: Vec<BatchAction>,
     #[serde(default)]
     parallel: bool,
@@ -56,19 +64,36 @@ fn report_body(report: ExecReport, id: &RequestId) -> (Envelope<ToolOutput>, Opt
     }
 }
 
+/// The worker and expected session of a request: the body's or the headers'.
+fn target(
+    routing: &Routing,
+    worker: Option<Id>,
+    session: Option<Id>,
+) -> Result<(String, Option<String>), CoreError> {
+    let worker = routing.worker_id(worker)?.into_string();
+    let session = routing.session_id(session)?.map(Id::into_string);
+    Ok((worker, session))
+}
+
 pub async fn execute(
     State(state): State<AppState>,
     id: RequestId,
+    routing: Routing,
     Body(body): Body<ExecuteBody>,
 ) -> Response {
+    let (worker_id, session) = match target(&routing, body.worker_id, body.session_id) {
+        Ok(t) => t,
+        Err(e) => return ApiError::new(e, &id).into_response(),
+    };
     let report = state
         .core
         .execute(ExecRequest {
-            worker_id: body.worker_id.into_string(),
+            worker_id,
             action: body.action.into_string(),
             params: body.params,
             timeout: body.timeout,
             cancel: None,
+            session,
         })
         .await;
     match report.result {
@@ -82,9 +107,13 @@ pub async fn execute(
 pub async fn batch(
     State(state): State<AppState>,
     id: RequestId,
+    routing: Routing,
     Body(body): Body<BatchBody>,
 ) -> Response {
-    let worker = body.worker_id.into_string();
+    let (worker, session) = match target(&routing, body.worker_id, body.session_id) {
+        Ok(t) => t,
+        Err(e) => return ApiError::new(e, &id).into_response(),
+    };
     let mut actions = Vec::with_capacity(body.actions.len());
     for a in body.actions {
         actions.push(ExecRequest {
@@ -93,6 +122,7 @@ pub async fn batch(
             params: a.params,
             timeout: a.timeout,
             cancel: None,
+            session: session.clone(),
         });
     }
     let total = actions.len();

@@ -10,12 +10,13 @@ use super::extract::Body;
 use super::time::rfc3339;
 use crate::core::ident::Id;
 use crate::core::session::Session;
-use crate::web::AppState;
-use crate::web::RequestId;
+use crate::web::{AppState, RequestId, Routing};
 
 #[derive(Deserialize)]
 pub struct CreateBody {
-    worker_id: Id,
+    /// Or the `X-Worker-ID` header (in every body here).
+    #[serde(default)]
+    worker_id: Option<Id>,
     resource_type: Id,
     #[serde(default)]
     config: Value,
@@ -25,13 +26,15 @@ pub struct CreateBody {
 
 #[derive(Deserialize)]
 pub struct TargetBody {
-    worker_id: Id,
+    #[serde(default)]
+    worker_id: Option<Id>,
     resource_type: Id,
 }
 
 #[derive(Deserialize)]
 pub struct WorkerBody {
-    worker_id: Id,
+    #[serde(default)]
+    worker_id: Option<Id>,
     #[serde(default)]
     resource_type: Option<Id>,
 }
@@ -39,12 +42,17 @@ pub struct WorkerBody {
 pub async fn create(
     State(state): State<AppState>,
     id: RequestId,
+    routing: Routing,
     Body(body): Body<CreateBody>,
 ) -> Response {
+    let worker = match routing.worker_id(body.worker_id) {
+        Ok(w) => w,
+        Err(e) => return ApiError::new(e, &id).into_response(),
+    };
     let result = state
         .core
         .create_session(
-            &body.worker_id,
+            &worker,
             &body.resource_type,
             &body.config,
             body.custom_name.as_deref(),
@@ -70,11 +78,16 @@ pub async fn create(
 pub async fn destroy(
     State(state): State<AppState>,
     id: RequestId,
+    routing: Routing,
     Body(body): Body<TargetBody>,
 ) -> Response {
+    let worker = match routing.worker_id(body.worker_id) {
+        Ok(w) => w,
+        Err(e) => return ApiError::new(e, &id).into_response(),
+    };
     let result = state
         .core
-        .destroy_session(&body.worker_id, &body.resource_type)
+        .destroy_session(&worker, &body.resource_type)
         .await;
     match result {
         Ok(s) => ok(
@@ -108,19 +121,24 @@ pub fn session_json(s: &Session, ttl: std::time::Duration) -> Value {
 pub async fn list(
     State(state): State<AppState>,
     id: RequestId,
+    routing: Routing,
     Body(body): Body<WorkerBody>,
 ) -> Response {
+    let worker = match routing.worker_id(body.worker_id) {
+        Ok(w) => w,
+        Err(e) => return ApiError::new(e, &id).into_response(),
+    };
     let ttl = state.core.sessions.ttl();
     let sessions: Vec<Value> = state
         .core
         .sessions
-        .list(&body.worker_id)
+        .list(&worker)
         .iter()
         .map(|s| session_json(s, ttl))
         .collect();
     ok(
         &id,
-        json!({"worker_id": body.worker_id, "sessions": sessions, "count": sessions.len()}),
+        json!({"worker_id": worker, "sessions": sessions, "count": sessions.len()}),
         Map::new(),
     )
 }
@@ -128,12 +146,17 @@ pub async fn list(
 pub async fn refresh(
     State(state): State<AppState>,
     id: RequestId,
+    routing: Routing,
     Body(body): Body<WorkerBody>,
 ) -> Response {
+    let worker = match routing.worker_id(body.worker_id) {
+        Ok(w) => w,
+        Err(e) => return ApiError::new(e, &id).into_response(),
+    };
     let result = state
         .core
         .sessions
-        .refresh(&body.worker_id, body.resource_type.as_deref());
+        .refresh(&worker, body.resource_type.as_deref());
     let ttl = state.core.sessions.ttl();
     match result {
         Ok(sessions) => {
@@ -148,7 +171,7 @@ pub async fn refresh(
                 .collect();
             ok(
                 &id,
-                json!({"worker_id": body.worker_id, "expires_at": expires_at, "refreshed": refreshed, "refreshed_count": refreshed.len()}),
+                json!({"worker_id": worker, "expires_at": expires_at, "refreshed": refreshed, "refreshed_count": refreshed.len()}),
                 Map::new(),
             )
         }

@@ -1,4 +1,5 @@
-//! Optional bearer-token authentication for every endpoint but `/health`.
+//! Optional bearer-token authentication for every endpoint but the probes
+//! (`/health`, `/ready`), which balancers and Kubernetes call without one.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -17,7 +18,7 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     let token = &state.core.config.server.auth_token;
-    if token.is_empty() || req.uri().path() == "/health" {
+    if token.is_empty() || super::drain::is_probe(req.uri().path()) {
         return next.run(req).await;
     }
     let presented = req

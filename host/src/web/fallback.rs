@@ -38,14 +38,15 @@ fn not_routed(all: &[Surface], status: StatusCode, req: &Request, id: &RequestId
     }
 }
 
-/// Once shutdown began, new requests are refused (`/health` still answers).
+/// Once shutdown began, new requests are refused (probes still answer:
+/// `/ready` says the host is draining).
 pub async fn refuse_while_stopping(
     State(state): State<AppState>,
     id: RequestId,
     req: Request,
     next: Next,
 ) -> Response {
-    if state.core.is_shutting_down() && !req.uri().path().ends_with("/health") {
+    if state.core.is_shutting_down() && !super::drain::is_probe(req.uri().path()) {
         return refusal(&req, CoreError::ShuttingDown, &id);
     }
     next.run(req).await

@@ -16,9 +16,12 @@
 
 mod auth;
 pub mod body;
+pub mod drain;
 pub mod envelope;
 mod fallback;
+pub mod node;
 pub mod request_id;
+pub mod routing;
 mod state;
 mod surface;
 
@@ -28,6 +31,7 @@ use axum::routing::get;
 use axum::Router;
 
 pub use request_id::RequestId;
+pub use routing::Routing;
 pub use state::AppState;
 pub use surface::Surface;
 
@@ -37,6 +41,7 @@ pub use surface::Surface;
 /// catch-all surface last.
 pub fn app(state: AppState, surfaces: Vec<Surface>) -> Router {
     let limit = state.core.config.server.body_limit;
+    node::set(&state.core.config.server.node_name);
     let names: Vec<&str> = surfaces.iter().map(|s| s.name).collect();
     tracing::info!(surfaces = ?names, "serving");
     let surfaces = std::sync::Arc::new(surfaces);
@@ -51,6 +56,7 @@ pub fn app(state: AppState, surfaces: Vec<Surface>) -> Router {
             state.clone(),
             fallback::refuse_while_stopping,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), drain::track))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -48,6 +48,7 @@ pub async fn assign(mut req: Request, next: Next) -> Response {
         if let Ok(v) = HeaderValue::from_str(&id) {
             res.headers_mut().insert(HEADER, v);
         }
+        super::node::stamp(&mut res);
         res
     }
     .instrument(span)

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::drain::InFlight;
 use crate::core::Core;
 use crate::shutdown::ShutdownHandle;
 
@@ -9,6 +10,8 @@ use crate::shutdown::ShutdownHandle;
 pub struct AppState {
     pub core: Arc<Core>,
     pub shutdown: ShutdownHandle,
+    /// Requests being served, which a draining host waits for.
+    pub inflight: Arc<InFlight>,
 }
 
 impl AsRef<AppState> for AppState {
