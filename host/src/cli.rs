@@ -19,9 +19,33 @@ pub struct Cli {
 pub enum Command {
     /// Start the server.
     Serve(ServeArgs),
+    /// Ask several hosts (behind one balancer) how they are.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run one plugin library for an isolated plugin (started by the server).
     #[command(hide = true)]
     PluginRunner(RunnerArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCommand {
+    /// One table of the hosts: state, workers, sessions, plugins. Exits 1
+    /// unless every host is ready.
+    Status(ClusterStatusArgs),
+}
+
+#[derive(Args)]
+pub struct ClusterStatusArgs {
+    /// The hosts' addresses, comma-separated or repeated
+    /// (e.g. http://127.0.0.1:18891,http://127.0.0.1:18892).
+    #[arg(long, required = true, num_args = 1..)]
+    pub hosts: Vec<String>,
+    /// Bearer token (default: AGENTFLOW_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Seconds to wait for each host.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
 }
 
 #[derive(Args)]

@@ -2,6 +2,7 @@
 //! over [`server::run`]; the fuzz targets call [`fuzzing`].
 
 pub mod cli;
+pub mod cluster;
 mod compat;
 pub mod config;
 pub mod core;

@@ -1,6 +1,6 @@
 //! `agentflow`: the AgentFlow plugin host.
 
-use agentflow_host::{cli, isolation, server};
+use agentflow_host::{cli, cluster, isolation, server};
 use clap::Parser;
 
 // Requests allocate many small short-lived objects (JSON values, strings);
@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match cli.command {
         cli::Command::Serve(args) => server::run(args),
+        cli::Command::Cluster(cli::ClusterCommand::Status(args)) => cluster::status(args),
         cli::Command::PluginRunner(args) => isolation::runner::run(&args.library),
     }
 }

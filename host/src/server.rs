@@ -206,6 +206,7 @@ async fn serve(config: Config) -> Result<(), String> {
 async fn warm_at_startup(core: Arc<Core>) {
     let names = core.config.server.warmup.clone();
     if names.is_empty() {
+        core.startup_warmup_done();
         return;
     }
     let names = if names.iter().any(|n| n == "*") {
@@ -218,4 +219,6 @@ async fn warm_at_startup(core: Arc<Core>) {
             tracing::warn!(plugin = %name, error = %e, "startup warmup failed; a later /warmup or call retries");
         }
     }
+    core.startup_warmup_done();
+    tracing::info!("startup warmup done; ready");
 }

@@ -406,6 +406,40 @@ fn workers_stay_on_their_host_and_hear_at_once_when_it_goes() {
     let replaced = for_workers(&moved, |i| place(&client, i));
     assert!(replaced.values().all(|p| p.node == "host-4"));
 
+    // The operator's view: one table, the dead host named as unreachable.
+    let list: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let out = Command::new(Server::binary())
+        .args(["cluster", "status", "--hosts", &list.join(",")])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a host is down: {table}");
+    for n in [1, 2, 4] {
+        let row = table
+            .lines()
+            .find(|l| l.contains(&format!("host-{n} ")))
+            .unwrap_or("");
+        assert!(
+            row.contains("ready") && row.contains("bash:warm"),
+            "{table}"
+        );
+    }
+    let dead = format!("127.0.0.1:{} ", ports[2]);
+    let row = table.lines().find(|l| l.contains(&dead)).unwrap_or("");
+    assert!(row.contains("unreachable"), "{table}");
+    // Every worker holds a session on a live host; those that moved still
+    // hold their old one too, until its TTL ends it.
+    let held = WORKERS + moved.len();
+    assert!(
+        table.contains(&format!(
+            "3 of 4 hosts ready; {held} workers, {held} sessions"
+        )),
+        "{table}"
+    );
+
     // 4. The compat surface, as the Python SDK calls it (header and body).
     let w = worker(7);
     let a = client.post(

@@ -158,6 +158,24 @@ fn a_call_naming_a_session_this_host_lacks_is_refused_and_runs_nowhere() {
 }
 
 #[test]
+fn ready_waits_for_the_startup_warmup() {
+    let s = Server::builder()
+        .plugin("fixture")
+        .server("warmup = [\"fixture\"]")
+        .toml("[plugins.fixture.config]\nwarmup_delay = 1.5")
+        .start();
+    let r = s.send("GET", "/ready", &[], None);
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (503, Some("warming"))
+    );
+    assert!(agentflow_e2e::eventually(Duration::from_secs(20), || s
+        .send("GET", "/ready", &[], None)
+        .status
+        == 200));
+}
+
+#[test]
 fn sigterm_drains_refusing_new_work_while_calls_in_flight_finish() {
     let mut s = Server::builder()
         .plugin("fixture")

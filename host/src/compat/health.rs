@@ -21,12 +21,16 @@ pub fn healthy() -> Value {
     json!({"status": "healthy", "timestamp": now(), "version": env!("CARGO_PKG_VERSION")})
 }
 
-/// 200 while serving; 503 `draining` from the moment shutdown begins, so a
-/// balancer stops sending new work (calls in flight still finish).
+/// 200 while serving; 503 `warming` until the plugins in `server.warmup` are
+/// warm (a balancer waits for them), and 503 `draining` from the moment
+/// shutdown begins, so a balancer stops sending new work (calls in flight
+/// still finish).
 pub async fn ready(State(state): State<AppState>) -> Response {
     let core = &state.core;
     let (status, word) = if core.is_shutting_down() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if core.is_warming() {
+        (StatusCode::SERVICE_UNAVAILABLE, "warming")
     } else {
         (StatusCode::OK, "ready")
     };

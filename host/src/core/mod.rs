@@ -44,6 +44,9 @@ pub struct Core {
     /// Where content-addressed copies of plugin libraries are loaded from.
     pub copies_dir: PathBuf,
     shutting_down: AtomicBool,
+    /// True until the plugins in `server.warmup` were warmed (or failed to):
+    /// a balancer should not send workers to a host still building indexes.
+    warming: AtomicBool,
     /// Cancelled when shutdown begins, for surfaces holding streams open.
     stopping: tokio_util::sync::CancellationToken,
 }
@@ -69,6 +72,7 @@ impl Core {
             registry: Registry::default(),
             copies_dir,
             shutting_down: AtomicBool::new(false),
+            warming: AtomicBool::new(!s.warmup.is_empty()),
             stopping: tokio_util::sync::CancellationToken::new(),
             config,
         })
@@ -76,6 +80,16 @@ impl Core {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Is the startup warmup still running?
+    pub fn is_warming(&self) -> bool {
+        self.warming.load(Ordering::SeqCst)
+    }
+
+    /// The startup warmup is over (whether each plugin warmed or failed).
+    pub fn startup_warmup_done(&self) {
+        self.warming.store(false, Ordering::SeqCst);
     }
 
     /// Refuses new work from now on.

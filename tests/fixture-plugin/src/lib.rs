@@ -220,6 +220,9 @@ impl Plugin for Fixture {
         if config.get("panic_warmup").and_then(Value::as_bool) == Some(true) {
             panic!("fixture warmup panic on request");
         }
+        if let Some(delay) = config.get("warmup_delay").and_then(Value::as_f64) {
+            std::thread::sleep(Duration::from_secs_f64(delay.clamp(0.0, 600.0)));
+        }
         Ok(Fixture)
     }
 

@@ -2,6 +2,7 @@
 //! own server, so one section's sessions and load never skew another's.
 
 mod bash;
+mod cluster;
 mod host;
 mod hotplug;
 mod isolated;
@@ -95,6 +96,7 @@ pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow:
             Scenario::Host => host::run(&cx, &mut section).await,
             Scenario::Mcp => mcp::run(&cx, &mut section).await,
             Scenario::Isolated => isolated::run(&cx, &mut section).await,
+            Scenario::Cluster => cluster::run(&cx, &mut section).await,
             Scenario::Bash => bash::run(&cx, &mut section).await,
             Scenario::Vm => vm::run(&cx, &mut section).await,
             Scenario::Rag => rag::run(&cx, &mut section).await,
@@ -118,6 +120,7 @@ fn title(s: Scenario) -> &'static str {
         Scenario::Host => "Host overhead",
         Scenario::Mcp => "MCP surface",
         Scenario::Isolated => "Isolated plugins",
+        Scenario::Cluster => "Many hosts",
         Scenario::Bash => "bash",
         Scenario::Vm => "vm",
         Scenario::Rag => "rag",
