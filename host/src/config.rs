@@ -80,6 +80,9 @@ pub struct ServerConfig {
     /// clients behind a balancer see which host holds a worker. Empty: the
     /// machine's hostname.
     pub node_name: String,
+    /// Seconds an answer to a request with an `Idempotency-Key` is kept for
+    /// retries of that request.
+    pub idempotency_window: f64,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +110,7 @@ impl Default for ServerConfig {
             runtime_dir: std::env::temp_dir().join("agentflow-host"),
             compat_config_dirs: Vec::new(),
             node_name: String::new(),
+            idempotency_window: 600.0,
         }
     }
 }
@@ -235,6 +239,7 @@ impl Config {
             ("server.default_timeout", s.default_timeout),
             ("server.max_timeout", s.max_timeout),
             ("server.warmup_timeout", s.warmup_timeout),
+            ("server.idempotency_window", s.idempotency_window),
         ];
         for (key, v) in positive {
             if !(v.is_finite() && v > 0.0) {

@@ -135,6 +135,7 @@ async fn serve(config: Config) -> Result<(), String> {
         core: core.clone(),
         shutdown: shutdown.clone(),
         inflight: inflight.clone(),
+        idempotency: Default::default(),
     };
     // Peers over one web layer; the native surface answers for what the others do not claim.
     let surfaces = vec![

@@ -19,6 +19,7 @@ pub mod body;
 pub mod drain;
 pub mod envelope;
 mod fallback;
+pub mod idempotency;
 pub mod node;
 pub mod request_id;
 pub mod routing;
@@ -52,6 +53,10 @@ pub fn app(state: AppState, surfaces: Vec<Surface>) -> Router {
     router
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::once,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             fallback::refuse_while_stopping,

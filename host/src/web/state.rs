@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::drain::InFlight;
+use super::idempotency::Keys;
 use crate::core::Core;
 use crate::shutdown::ShutdownHandle;
 
@@ -12,6 +13,8 @@ pub struct AppState {
     pub shutdown: ShutdownHandle,
     /// Requests being served, which a draining host waits for.
     pub inflight: Arc<InFlight>,
+    /// `Idempotency-Key`s seen lately and their answers.
+    pub idempotency: Arc<Keys>,
 }
 
 impl AsRef<AppState> for AppState {
