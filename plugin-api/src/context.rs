@@ -3,6 +3,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::PluginError;
 
+/// Receives a streaming call's chunks: `(stream, text)`.
+pub type Emit<'a> = &'a dyn Fn(&str, &str);
+
 /// What a tool handler knows about the call it serves: its session, the worker,
 /// and when to stop.
 ///
@@ -16,6 +19,7 @@ pub struct CallContext<'a, S> {
     pub(crate) worker_id: &'a str,
     pub(crate) cancel: &'a AtomicBool,
     pub(crate) deadline: SystemTime,
+    pub(crate) emitter: Option<Emit<'a>>,
 }
 
 impl<'a, S> CallContext<'a, S> {
@@ -34,7 +38,32 @@ impl<'a, S> CallContext<'a, S> {
             worker_id,
             cancel,
             deadline,
+            emitter: None,
         }
+    }
+
+    /// The same context with output chunks going to `emitter` (what the host
+    /// does for a streaming call; tests use it to see the chunks).
+    pub fn with_emitter(mut self, emitter: Emit<'a>) -> Self {
+        self.emitter = Some(emitter);
+        self
+    }
+
+    /// Sends a chunk of output while the tool runs: `stream` names it
+    /// (`stdout`, `stderr`, `progress`, …). A client of `/execute/stream`
+    /// sees each chunk as it comes; for any other call this does nothing.
+    /// The tool's result must still carry its whole output: chunks are a
+    /// preview, not a replacement.
+    pub fn emit(&self, stream: &str, text: &str) {
+        if let Some(emit) = self.emitter {
+            emit(stream, text);
+        }
+    }
+
+    /// Does anyone receive [`Self::emit`]'s chunks? (A tool may skip work
+    /// that only serves streaming.)
+    pub fn is_streaming(&self) -> bool {
+        self.emitter.is_some()
     }
 
     /// The session this call runs in, or an error for plugins or calls without one.

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use abi_stable::prefix_type::PrefixTypeTrait;
 use abi_stable::std_types::{RErr, ROk, RStr, RString};
 
-use crate::ffi::{FfiCallContext, FfiError, FfiResult, PluginMod, PluginModRef};
+use crate::ffi::{FfiCallContext, FfiChunkSink, FfiError, FfiResult, PluginMod, PluginModRef};
 use crate::tools::ToolEntry;
 use crate::{CallContext, ErrorKind, Plugin, PluginError, API_VERSION};
 
@@ -206,6 +206,33 @@ extern "C" fn call<P: Plugin>(
     ctx: &FfiCallContext<'_>,
 ) -> FfiResult<RString> {
     guard("call", || {
+        run_call::<P>(session_id, tool, params, ctx, None)
+    })
+}
+
+extern "C" fn call_streaming<P: Plugin>(
+    session_id: RStr<'_>,
+    tool: RStr<'_>,
+    params: RStr<'_>,
+    ctx: &FfiCallContext<'_>,
+    sink: &FfiChunkSink,
+) -> FfiResult<RString> {
+    guard("call", || {
+        let emit = |stream: &str, text: &str| {
+            (sink.emit)(sink, RStr::from_str(stream), RStr::from_str(text));
+        };
+        run_call::<P>(session_id, tool, params, ctx, Some(&emit))
+    })
+}
+
+fn run_call<P: Plugin>(
+    session_id: RStr<'_>,
+    tool: RStr<'_>,
+    params: RStr<'_>,
+    ctx: &FfiCallContext<'_>,
+    emitter: Option<crate::context::Emit<'_>>,
+) -> Result<RString, PluginError> {
+    {
         let rt = runtime::<P>()?;
         let entry = rt.tools.get(tool.as_str()).ok_or_else(|| {
             PluginError::new(
@@ -225,9 +252,10 @@ extern "C" fn call<P: Plugin>(
             worker_id: ctx.worker_id.as_str(),
             cancel: ctx.cancel,
             deadline: UNIX_EPOCH + Duration::from_millis(ctx.deadline_unix_ms),
+            emitter,
         };
         (entry.handler)(&plugin, &cx, params.as_str()).map(RString::from)
-    })
+    }
 }
 
 extern "C" fn set_logger<P: Plugin>(sink: crate::ffi::HostLog, max_level: u8) {
@@ -246,6 +274,7 @@ pub fn root_module<P: Plugin>() -> PluginModRef {
         cleanup: cleanup::<P>,
         call: call::<P>,
         set_logger: set_logger::<P>,
+        call_streaming: call_streaming::<P>,
     }
     .leak_into_prefix()
 }

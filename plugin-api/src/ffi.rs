@@ -1,7 +1,8 @@
 //! The types that cross the library boundary. Only FFI-safe, layout-checked
 //! types: strings, results, an atomic flag and integers. Params, results,
-//! configs and schemas travel as JSON text. Frozen per plugin-api minor version:
-//! a field added here makes hosts refuse older plugins.
+//! configs and schemas travel as JSON text. Frozen per plugin-api minor version,
+//! but for fields appended to [`PluginMod`] after its last prefix field: those
+//! are optional, so libraries built before them still load.
 
 use std::sync::atomic::AtomicBool;
 
@@ -29,6 +30,17 @@ pub struct FfiCallContext<'a> {
 }
 
 pub type FfiResult<T> = RResult<T, FfiError>;
+
+/// Where a streaming call's output goes while the tool runs. The host passes
+/// a struct of its own that starts with this one (`#[repr(C)]`), so `emit`
+/// finds the host's state from the reference it is given.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct FfiChunkSink {
+    /// One chunk: `stream` names the output (`stdout`, `stderr`,
+    /// `progress`), `text` is what it says.
+    pub emit: extern "C" fn(sink: &FfiChunkSink, stream: RStr<'_>, text: RStr<'_>),
+}
 
 /// The host's log sink, handed to the plugin once after loading: `level` is
 /// 1 (error) to 5 (trace).
@@ -67,6 +79,16 @@ pub struct PluginMod {
     /// trace, 0 none) to the host's sink. Called once, right after loading.
     #[sabi(last_prefix_field)]
     pub set_logger: extern "C" fn(sink: HostLog, max_level: u8),
+    /// `call` with a sink for output chunks while the tool runs (added in
+    /// 0.2.1; a library built before has none and is called with `call`).
+    #[sabi(missing_field(option))]
+    pub call_streaming: extern "C" fn(
+        session_id: RStr<'_>,
+        tool: RStr<'_>,
+        params: RStr<'_>,
+        ctx: &FfiCallContext<'_>,
+        sink: &FfiChunkSink,
+    ) -> FfiResult<RString>,
 }
 
 impl RootModule for PluginModRef {

@@ -46,7 +46,7 @@ mod plugin;
 pub mod testkit;
 mod tools;
 
-pub use context::CallContext;
+pub use context::{CallContext, Emit};
 pub use error::{ErrorKind, PluginError};
 pub use plugin::{Plugin, PluginInfo, SessionModel};
 pub use tools::{NoParams, ToolInfo, Tools};

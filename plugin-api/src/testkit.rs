@@ -138,6 +138,31 @@ impl<P: Plugin> Kit<P> {
         within: Duration,
         cancel_after: Option<Duration>,
     ) -> Result<Value, PluginError> {
+        self.call_inner(session, tool, params, within, cancel_after, None)
+    }
+
+    /// Calls `tool` as a streaming call (`/execute/stream`): `on_chunk`
+    /// receives each `(stream, text)` the tool emits, as it emits it.
+    pub fn call_streaming(
+        &self,
+        session: &Session<'_, P>,
+        tool: &str,
+        params: Value,
+        on_chunk: &dyn Fn(&str, &str),
+    ) -> Result<Value, PluginError> {
+        let state = session.state.as_ref().map(|s| (session.id.as_str(), s));
+        self.call_inner(state, tool, params, DEFAULT_DEADLINE, None, Some(on_chunk))
+    }
+
+    fn call_inner(
+        &self,
+        session: Option<(&str, &P::Session)>,
+        tool: &str,
+        params: Value,
+        within: Duration,
+        cancel_after: Option<Duration>,
+        on_chunk: Option<crate::context::Emit<'_>>,
+    ) -> Result<Value, PluginError> {
         let schema = self
             .schemas
             .get(tool)
@@ -167,7 +192,10 @@ impl<P: Plugin> Kit<P> {
             Some((id, state)) => (id, Some(state)),
             None => ("", None),
         };
-        let cx = CallContext::new(state, id, "kit-worker", &cancel, SystemTime::now() + within);
+        let mut cx = CallContext::new(state, id, "kit-worker", &cancel, SystemTime::now() + within);
+        if let Some(f) = on_chunk {
+            cx = cx.with_emitter(f);
+        }
         let result = self.tools.call(self.plugin(), &cx, tool, params);
         drop(timer);
         result

@@ -12,7 +12,7 @@ use abi_stable::std_types::{RResult, RStr, RString};
 use semver::{Version, VersionReq};
 
 use plugin_api::export::unix_ms;
-use plugin_api::ffi::{FfiCallContext, FfiError, HostLog, PluginModRef};
+use plugin_api::ffi::{FfiCallContext, FfiChunkSink, FfiError, HostLog, PluginModRef};
 use plugin_api::{ErrorKind, PluginError, PluginInfo, ToolInfo, API_VERSION, API_VERSION_SYMBOL};
 
 /// Why a library could not be used as a plugin. Messages are short and readable.
@@ -45,6 +45,32 @@ pub fn compatible_versions() -> VersionReq {
         format!("^{}", host.major)
     };
     VersionReq::parse(&req).unwrap_or(VersionReq::STAR)
+}
+
+/// How a call may run: the flag that asks it to stop, its deadline, and, for
+/// a streaming call, where the chunks of output it emits go.
+pub struct CallControl<'a> {
+    pub cancel: &'a AtomicBool,
+    pub deadline: SystemTime,
+    pub emitter: Option<plugin_api::Emit<'a>>,
+}
+
+/// The sink handed to a plugin: the ABI's part first, so that [`host_emit`]
+/// finds the emitter from the reference the plugin passes back.
+#[repr(C)]
+struct HostSink<'a> {
+    ffi: FfiChunkSink,
+    emitter: plugin_api::Emit<'a>,
+}
+
+extern "C" fn host_emit(sink: &FfiChunkSink, stream: RStr<'_>, text: RStr<'_>) {
+    // SAFETY: the only `FfiChunkSink` this host hands out is the first field
+    // of a `#[repr(C)] HostSink` that outlives the call (`LoadedPlugin::call`),
+    // so the pointer to it is a pointer to that `HostSink`.
+    let host = unsafe { &*(sink as *const FfiChunkSink).cast::<HostSink<'_>>() };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        (host.emitter)(stream.as_str(), text.as_str());
+    }));
 }
 
 /// A loaded, version- and layout-checked plugin library. Libraries are never
@@ -268,20 +294,30 @@ impl LoadedPlugin {
         worker_id: &str,
         tool: &str,
         params: &serde_json::Value,
-        cancel: &AtomicBool,
-        deadline: SystemTime,
+        control: &CallControl<'_>,
     ) -> Result<String, PluginError> {
         let params = params.to_string();
         let ctx = FfiCallContext {
-            cancel,
-            deadline_unix_ms: unix_ms(deadline),
+            cancel: control.cancel,
+            deadline_unix_ms: unix_ms(control.deadline),
             worker_id: RStr::from_str(worker_id),
         };
-        text((self.module.call())(
+        let (sid, tool, params) = (
             RStr::from_str(session_id.unwrap_or("")),
             RStr::from_str(tool),
             RStr::from_str(&params),
-            &ctx,
-        ))
+        );
+        match (control.emitter, self.module.call_streaming()) {
+            (Some(emitter), Some(call_streaming)) => {
+                let sink = HostSink {
+                    ffi: FfiChunkSink { emit: host_emit },
+                    emitter,
+                };
+                text(call_streaming(sid, tool, params, &ctx, &sink.ffi))
+            }
+            // Not streaming, or a library from before streaming: the chunks
+            // are not seen, the result still carries the whole output.
+            _ => text((self.module.call())(sid, tool, params, &ctx)),
+        }
     }
 }

@@ -97,6 +97,7 @@ fn request(
         timeout: timeout.map(|t| t as f64),
         cancel: None,
         session,
+        chunks: None,
     })
 }
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backend::Backend;
 use super::error::{CoreError, CoreResult};
+use super::handle::CallControl;
 use super::inline::Verdict;
 use super::session::Session;
 use super::{secs, Core};
@@ -32,12 +33,38 @@ pub struct ExecRequest {
     /// [`CoreError::SessionNotHere`] instead of running in a fresh temporary
     /// one: behind a balancer, that is how a worker learns its state is gone.
     pub session: Option<String>,
+    /// For a streaming call: where the chunks of output the tool emits go,
+    /// as it emits them.
+    pub chunks: Option<ChunkSender>,
+}
+
+/// A piece of a tool's output, sent while it runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Chunk {
+    /// `stdout`, `stderr`, `progress`, … as the plugin names it.
+    pub stream: String,
+    pub text: String,
+}
+
+/// Unbounded: a tool's chunks are bounded by its own output limit, and a
+/// plugin thread must never block on a slow client.
+pub type ChunkSender = tokio::sync::mpsc::UnboundedSender<Chunk>;
+
+/// The emitter handed to a plugin for `chunks`.
+fn emitter(chunks: &ChunkSender) -> impl Fn(&str, &str) + '_ {
+    move |stream: &str, text: &str| {
+        let _ = chunks.send(Chunk {
+            stream: stream.to_string(),
+            text: text.to_string(),
+        });
+    }
 }
 
 /// How long a call may run and who may stop it early.
 struct CallLimits {
     timeout: Duration,
     cancel: Option<CancellationToken>,
+    chunks: Option<ChunkSender>,
 }
 
 /// Sets a plugin's cancel flag when the call is abandoned: the caller's future
@@ -199,6 +226,7 @@ impl Core {
                 CallLimits {
                     timeout,
                     cancel: req.cancel.clone(),
+                    chunks: req.chunks.take(),
                 },
             )
             .await;
@@ -226,9 +254,13 @@ impl Core {
         let outcome = if backend.inline.runs_inline(tool) {
             let started = Instant::now();
             let sid = session.map(|s| s.id.as_str());
-            let r = backend
-                .plugin
-                .call(sid, worker, tool, &params, &cancel, deadline);
+            let emit = limits.chunks.as_ref().map(emitter);
+            let control = CallControl {
+                cancel: &cancel,
+                deadline,
+                emitter: emit.as_ref().map(|f| f as &dyn Fn(&str, &str)),
+            };
+            let r = backend.plugin.call(sid, worker, tool, &params, &control);
             drop(permit);
             note_inline_call(&backend, tool, started.elapsed());
             r
@@ -237,6 +269,7 @@ impl Core {
                 let (b, cancel) = (backend.clone(), cancel.clone());
                 let (worker, tool) = (worker.to_string(), tool.to_string());
                 let sid = session.map(|s| s.id.clone());
+                let chunks = limits.chunks.clone();
                 super::call_pool::spawn(move || {
                     let _permit = permit;
                     // Made here, on the call thread: plugin log lines name
@@ -247,8 +280,14 @@ impl Core {
                         session = sid.as_deref().unwrap_or("-")
                     );
                     let _in_call = span.enter();
+                    let emit = chunks.as_ref().map(emitter);
+                    let control = CallControl {
+                        cancel: &cancel,
+                        deadline,
+                        emitter: emit.as_ref().map(|f| f as &dyn Fn(&str, &str)),
+                    };
                     b.plugin
-                        .call(sid.as_deref(), &worker, &tool, &params, &cancel, deadline)
+                        .call(sid.as_deref(), &worker, &tool, &params, &control)
                 })
             };
             let abandoned = CancelOnDrop(Some(cancel.clone()));

@@ -5,10 +5,8 @@
 //! caps are tested without building libraries; and in isolated mode a runner
 //! process (`isolation/child.rs`).
 
-use std::sync::atomic::AtomicBool;
-use std::time::SystemTime;
-
 use plugin_api::{PluginError, PluginInfo, ToolInfo};
+pub use plugin_loader::CallControl;
 use plugin_loader::LoadedPlugin;
 use serde_json::Value;
 
@@ -31,15 +29,15 @@ pub trait PluginHandle: Send + Sync + 'static {
     /// Ends a session.
     fn cleanup(&self, session_id: &str) -> Result<(), PluginError>;
     /// Runs a tool and returns its result as JSON text. `session_id` is
-    /// `None` for shared plugins; `cancel` set means stop.
+    /// `None` for shared plugins; `control.cancel` set means stop; chunks the
+    /// tool emits go to `control.emitter`, when there is one.
     fn call(
         &self,
         session_id: Option<&str>,
         worker_id: &str,
         tool: &str,
         params: &Value,
-        cancel: &AtomicBool,
-        deadline: SystemTime,
+        control: &CallControl<'_>,
     ) -> Result<String, PluginError>;
 
     /// The plugin's process, when it runs in one of its own (isolated mode).
@@ -73,9 +71,8 @@ impl PluginHandle for LoadedPlugin {
         worker_id: &str,
         tool: &str,
         params: &Value,
-        cancel: &AtomicBool,
-        deadline: SystemTime,
+        control: &CallControl<'_>,
     ) -> Result<String, PluginError> {
-        LoadedPlugin::call(self, session_id, worker_id, tool, params, cancel, deadline)
+        LoadedPlugin::call(self, session_id, worker_id, tool, params, control)
     }
 }

@@ -13,7 +13,7 @@ use plugin_api::{PluginError, PluginInfo, SessionModel, ToolInfo};
 use serde_json::{json, Value};
 
 use super::backend::Backend;
-use super::handle::PluginHandle;
+use super::handle::{CallControl, PluginHandle};
 use super::library::LibraryFile;
 use super::Core;
 use crate::config::Config;
@@ -24,6 +24,8 @@ pub struct Args<'a> {
     pub params: &'a Value,
     pub cancel: &'a AtomicBool,
     pub deadline: SystemTime,
+    /// Where a streaming call's chunks go.
+    pub emit: Option<plugin_api::Emit<'a>>,
 }
 
 type ToolFn = Box<dyn Fn(&Args<'_>) -> Result<Value, PluginError> + Send + Sync>;
@@ -113,8 +115,7 @@ impl PluginHandle for RustPlugin {
         _worker_id: &str,
         tool: &str,
         params: &Value,
-        cancel: &AtomicBool,
-        deadline: SystemTime,
+        control: &CallControl<'_>,
     ) -> Result<String, PluginError> {
         self.note(format!("call {tool}"));
         let f = self.handlers.get(tool).ok_or_else(|| {
@@ -126,8 +127,9 @@ impl PluginHandle for RustPlugin {
         let args = Args {
             session_id,
             params,
-            cancel,
-            deadline,
+            cancel: control.cancel,
+            deadline: control.deadline,
+            emit: control.emitter,
         };
         f(&args).map(|v| v.to_string())
     }

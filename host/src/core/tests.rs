@@ -22,6 +22,7 @@ fn request(action: &str, params: Value) -> ExecRequest {
         timeout: None,
         cancel: None,
         session: None,
+        chunks: None,
     }
 }
 
@@ -151,6 +152,43 @@ async fn a_call_naming_a_session_this_host_lacks_is_refused_not_run_elsewhere() 
         .filter(|l| *l == "call echo")
         .count();
     assert_eq!(calls, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streaming_call_hands_its_chunks_over_in_order() {
+    let plugin =
+        RustPlugin::new("t", SessionModel::Shared).tool("talk", json!({"type": "object"}), |a| {
+            if let Some(emit) = a.emit {
+                emit("stdout", "one\n");
+                emit("stderr", "two\n");
+            }
+            Ok(json!({"said": 2}))
+        });
+    let core = core_with("", vec![plugin]);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let report = run(
+        &core,
+        ExecRequest {
+            chunks: Some(tx),
+            ..request("t:talk", json!({}))
+        },
+    )
+    .await;
+    assert!(report.result.is_ok(), "{:?}", report.result);
+    let mut got = Vec::new();
+    while let Ok(c) = rx.try_recv() {
+        got.push((c.stream, c.text));
+    }
+    assert_eq!(
+        got,
+        [
+            ("stdout".to_string(), "one\n".to_string()),
+            ("stderr".to_string(), "two\n".to_string())
+        ]
+    );
+    // Without a receiver the same tool runs and emits nowhere.
+    let report = run(&core, request("t:talk", json!({}))).await;
+    assert!(report.result.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread")]

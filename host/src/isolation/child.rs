@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::protocol::{Greeting, Op, Outcome, Reply, Request};
-use crate::core::handle::PluginHandle;
+use crate::core::handle::{CallControl, PluginHandle};
 
 /// How long a runner may take to load its library and greet.
 const GREETING_TIMEOUT: Duration = Duration::from_secs(60);
@@ -525,9 +525,10 @@ impl PluginHandle for IsolatedPlugin {
         worker_id: &str,
         tool: &str,
         params: &Value,
-        cancel: &AtomicBool,
-        deadline: SystemTime,
+        control: &CallControl<'_>,
     ) -> Result<String, PluginError> {
+        // Chunks a tool emits stay in the runner: a streaming call of an
+        // isolated plugin sends only its final answer.
         let runner = self.live()?;
         if let Some(how) = session_id.and_then(|s| self.broken(s)) {
             return Err(PluginError::new(
@@ -540,10 +541,10 @@ impl PluginHandle for IsolatedPlugin {
             worker: worker_id.into(),
             tool: tool.into(),
             params: params.clone(),
-            deadline_ms: unix_ms(deadline),
+            deadline_ms: unix_ms(control.deadline),
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        exchange(&runner, id, op, Some(cancel))
+        exchange(&runner, id, op, Some(control.cancel))
     }
 
     fn isolated(&self) -> Option<ProcessStatus> {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
-use plugin_loader::LoadedPlugin;
+use plugin_loader::{CallControl, LoadedPlugin};
 
 use super::protocol::{Greeting, Op, Outcome, Reply, Request};
 
@@ -162,7 +162,12 @@ fn serve(plugin: &LoadedPlugin, id: u64, op: Op, flags: &Flags) -> Outcome {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(id, flag.clone());
             let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
-            let r = plugin.call(session.as_deref(), &worker, &tool, &params, &flag, deadline);
+            let control = CallControl {
+                cancel: &flag,
+                deadline,
+                emitter: None,
+            };
+            let r = plugin.call(session.as_deref(), &worker, &tool, &params, &control);
             flags
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

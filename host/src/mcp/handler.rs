@@ -94,6 +94,7 @@ impl McpSession {
                 // them, and both live on one host: a client whose host went
                 // away is told its MCP session is unknown and starts anew.
                 session: None,
+                chunks: None,
             })
             .await;
         results::call_result(report.result)

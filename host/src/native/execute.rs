@@ -1,6 +1,7 @@
 //! `POST /execute` and `POST /execute/batch`.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -75,27 +76,43 @@ fn target(
     Ok((worker, session))
 }
 
+/// The call an `/execute` (or `/execute/stream`) body asks for.
+pub fn request(routing: &Routing, body: ExecuteBody) -> Result<ExecRequest, CoreError> {
+    let (worker_id, session) = target(routing, body.worker_id, body.session_id)?;
+    Ok(ExecRequest {
+        worker_id,
+        action: body.action.into_string(),
+        params: body.params,
+        timeout: body.timeout,
+        cancel: None,
+        session,
+        chunks: None,
+    })
+}
+
+/// The answer `/execute` gives for a finished call: status and envelope.
+pub fn answer(report: ExecReport, id: &RequestId) -> (StatusCode, Envelope<ToolOutput>) {
+    let meta = exec_meta(&report.meta);
+    match report.result {
+        Ok(data) => (StatusCode::OK, ok_body(id, data, meta)),
+        Err(e) => (
+            super::codes::status_for(&e),
+            ApiError::new(e, id).with_meta(meta).body(),
+        ),
+    }
+}
+
 pub async fn execute(
     State(state): State<AppState>,
     id: RequestId,
     routing: Routing,
     Body(body): Body<ExecuteBody>,
 ) -> Response {
-    let (worker_id, session) = match target(&routing, body.worker_id, body.session_id) {
-        Ok(t) => t,
+    let req = match request(&routing, body) {
+        Ok(r) => r,
         Err(e) => return ApiError::new(e, &id).into_response(),
     };
-    let report = state
-        .core
-        .execute(ExecRequest {
-            worker_id,
-            action: body.action.into_string(),
-            params: body.params,
-            timeout: body.timeout,
-            cancel: None,
-            session,
-        })
-        .await;
+    let report = state.core.execute(req).await;
     match report.result {
         Ok(data) => ok(&id, data, exec_meta(&report.meta)),
         Err(e) => ApiError::new(e, &id)
@@ -123,6 +140,7 @@ pub async fn batch(
             timeout: a.timeout,
             cancel: None,
             session: session.clone(),
+            chunks: None,
         });
     }
     let total = actions.len();

@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod sessions;
 mod shutdown;
+mod stream;
 mod time;
 mod tools;
 mod warmup;
@@ -39,6 +40,7 @@ fn routes() -> Router<AppState> {
     Router::new()
         .route("/execute", post(execute::execute))
         .route("/execute/batch", post(execute::batch))
+        .route("/execute/stream", post(stream::stream))
         .route("/session/create", post(sessions::create))
         .route("/session/destroy", post(sessions::destroy))
         .route("/session/list", post(sessions::list))

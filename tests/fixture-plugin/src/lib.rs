@@ -36,6 +36,17 @@ pub struct SleepParams {
 }
 
 #[derive(Deserialize, JsonSchema)]
+pub struct TicksParams {
+    /// How many lines to print.
+    pub count: u32,
+    /// Milliseconds between lines.
+    pub interval_ms: u64,
+    /// A file to write "cancelled" into when the call is cancelled.
+    #[serde(default)]
+    pub marker: Option<String>,
+}
+
+#[derive(Deserialize, JsonSchema)]
 pub struct BigParams {
     /// Size of the returned string.
     pub bytes: usize,
@@ -135,6 +146,26 @@ impl Plugin for Fixture {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Ok(json!({"slept": p.seconds}))
+                },
+            )
+            .tool(
+                "ticks",
+                "Print `tick N` lines at an interval, emitting each as a chunk",
+                |_p: &Fixture, cx: &Cx, p: TicksParams| {
+                    let mut out = String::new();
+                    for n in 1..=p.count {
+                        std::thread::sleep(Duration::from_millis(p.interval_ms.min(10_000)));
+                        if let Err(e) = cx.check() {
+                            if let Some(marker) = &p.marker {
+                                let _ = std::fs::write(marker, "cancelled");
+                            }
+                            return Err(e);
+                        }
+                        let line = format!("tick {n}\n");
+                        cx.emit("stdout", &line);
+                        out.push_str(&line);
+                    }
+                    Ok(json!({"stdout": out}))
                 },
             )
             .tool(
