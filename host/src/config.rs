@@ -83,6 +83,10 @@ pub struct ServerConfig {
     /// Seconds an answer to a request with an `Idempotency-Key` is kept for
     /// retries of that request.
     pub idempotency_window: f64,
+    /// Seconds a snapshot lives unless pinned.
+    pub snapshot_ttl: f64,
+    /// Most snapshots held at once.
+    pub max_snapshots: usize,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +115,8 @@ impl Default for ServerConfig {
             compat_config_dirs: Vec::new(),
             node_name: String::new(),
             idempotency_window: 600.0,
+            snapshot_ttl: 3600.0,
+            max_snapshots: 256,
         }
     }
 }
@@ -240,6 +246,7 @@ impl Config {
             ("server.max_timeout", s.max_timeout),
             ("server.warmup_timeout", s.warmup_timeout),
             ("server.idempotency_window", s.idempotency_window),
+            ("server.snapshot_ttl", s.snapshot_ttl),
         ];
         for (key, v) in positive {
             if !(v.is_finite() && v > 0.0) {
@@ -267,6 +274,7 @@ impl Config {
             ("server.max_inflight_per_plugin", s.max_inflight_per_plugin),
             ("server.max_sessions_per_worker", s.max_sessions_per_worker),
             ("server.max_sessions", s.max_sessions),
+            ("server.max_snapshots", s.max_snapshots),
         ];
         for (key, v) in counts {
             if v == 0 {

@@ -24,6 +24,9 @@ pub enum ErrorKind {
     SessionBroken = 9,
     /// The plugin has no session with that id.
     NoSession = 10,
+    /// The plugin does not do what was asked (a snapshot of a plugin without
+    /// the `snapshots` capability).
+    Unsupported = 11,
 }
 
 impl ErrorKind {
@@ -39,6 +42,7 @@ impl ErrorKind {
             8 => Self::Panicked,
             9 => Self::SessionBroken,
             10 => Self::NoSession,
+            11 => Self::Unsupported,
             _ => Self::Internal,
         }
     }
@@ -80,6 +84,10 @@ impl PluginError {
     /// A resource the plugin needs is missing or exhausted.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
+    }
+    /// The plugin does not do what was asked.
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
     }
     /// Any other failure.
     pub fn internal(message: impl Into<String>) -> Self {

@@ -258,6 +258,44 @@ fn run_call<P: Plugin>(
     }
 }
 
+extern "C" fn snapshot<P: Plugin>(
+    session_id: RStr<'_>,
+    snapshot_id: RStr<'_>,
+) -> FfiResult<RString> {
+    guard("snapshot", || {
+        let rt = runtime::<P>()?;
+        let session = rt.session(session_id.as_str())?;
+        let report = rt.plugin()?.snapshot(&session, snapshot_id.as_str())?;
+        Ok(RString::from(report.to_string()))
+    })
+}
+
+extern "C" fn restore<P: Plugin>(
+    session_id: RStr<'_>,
+    snapshot_id: RStr<'_>,
+    config: RStr<'_>,
+) -> FfiResult<()> {
+    guard("restore", || {
+        let rt = runtime::<P>()?;
+        let plugin = rt.plugin()?;
+        let config = parse_json(config, "session config")?;
+        let session = plugin.restore(session_id.as_str(), snapshot_id.as_str(), &config)?;
+        rt.sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(session_id.as_str().to_string(), Arc::new(session));
+        Ok(())
+    })
+}
+
+extern "C" fn drop_snapshot<P: Plugin>(snapshot_id: RStr<'_>) -> FfiResult<()> {
+    guard("drop_snapshot", || {
+        runtime::<P>()?
+            .plugin()?
+            .drop_snapshot(snapshot_id.as_str())
+    })
+}
+
 extern "C" fn set_logger<P: Plugin>(sink: crate::ffi::HostLog, max_level: u8) {
     let _ = catch_unwind(|| crate::logging::install(sink, max_level, P::info().name));
 }
@@ -275,6 +313,9 @@ pub fn root_module<P: Plugin>() -> PluginModRef {
         call: call::<P>,
         set_logger: set_logger::<P>,
         call_streaming: call_streaming::<P>,
+        snapshot: snapshot::<P>,
+        restore: restore::<P>,
+        drop_snapshot: drop_snapshot::<P>,
     }
     .leak_into_prefix()
 }

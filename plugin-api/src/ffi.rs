@@ -89,6 +89,20 @@ pub struct PluginMod {
         ctx: &FfiCallContext<'_>,
         sink: &FfiChunkSink,
     ) -> FfiResult<RString>,
+    /// Freezes session `session_id` as snapshot `snapshot_id`; returns JSON
+    /// (added in 0.2.1, as the two below).
+    #[sabi(missing_field(option))]
+    pub snapshot: extern "C" fn(session_id: RStr<'_>, snapshot_id: RStr<'_>) -> FfiResult<RString>,
+    /// Creates session `session_id` from snapshot `snapshot_id` with a JSON config.
+    #[sabi(missing_field(option))]
+    pub restore: extern "C" fn(
+        session_id: RStr<'_>,
+        snapshot_id: RStr<'_>,
+        config: RStr<'_>,
+    ) -> FfiResult<()>,
+    /// Forgets a snapshot.
+    #[sabi(missing_field(option))]
+    pub drop_snapshot: extern "C" fn(snapshot_id: RStr<'_>) -> FfiResult<()>,
 }
 
 impl RootModule for PluginModRef {

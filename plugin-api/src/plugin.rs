@@ -24,12 +24,27 @@ pub struct PluginInfo {
     pub description: String,
     /// Whether the plugin keeps one session per worker or one shared state.
     pub session_model: SessionModel,
-    /// Reserved for optional features a host may query; empty today.
+    /// Optional features the plugin has: [`PluginInfo::SNAPSHOTS`].
     #[serde(default)]
     pub capabilities: Vec<String>,
 }
 
 impl PluginInfo {
+    /// The capability of plugins that implement [`Plugin::snapshot`] and
+    /// [`Plugin::restore`] (sessions can be snapshotted and forked).
+    pub const SNAPSHOTS: &'static str = "snapshots";
+
+    /// The same info with a capability added.
+    pub fn with_capability(mut self, capability: &str) -> Self {
+        self.capabilities.push(capability.to_string());
+        self
+    }
+
+    /// Does the plugin declare `capability`?
+    pub fn has(&self, capability: &str) -> bool {
+        self.capabilities.iter().any(|c| c == capability)
+    }
+
     /// Info with no capabilities.
     pub fn new(
         name: impl Into<String>,
@@ -94,4 +109,40 @@ pub trait Plugin: Send + Sync + Sized + 'static {
         let _ = session;
         Ok(())
     }
+
+    /// Freezes a session's state as snapshot `snapshot_id`, from which
+    /// [`Plugin::restore`] starts new sessions, any number of times, while
+    /// the source session goes on. Returns what a client should know about it
+    /// as a JSON object (what was not carried, sizes). Plugins that implement
+    /// snapshots declare [`PluginInfo::SNAPSHOTS`]; the default says the
+    /// plugin has none.
+    fn snapshot(&self, session: &Self::Session, snapshot_id: &str) -> Result<Value, PluginError> {
+        let _ = (session, snapshot_id);
+        Err(unsupported::<Self>())
+    }
+
+    /// Creates session `session_id` from snapshot `snapshot_id` (instead of
+    /// [`Plugin::initialize`]); `config` as for `initialize`.
+    fn restore(
+        &self,
+        session_id: &str,
+        snapshot_id: &str,
+        config: &Value,
+    ) -> Result<Self::Session, PluginError> {
+        let _ = (session_id, snapshot_id, config);
+        Err(unsupported::<Self>())
+    }
+
+    /// Forgets a snapshot. Sessions restored from it keep working.
+    fn drop_snapshot(&self, snapshot_id: &str) -> Result<(), PluginError> {
+        let _ = snapshot_id;
+        Ok(())
+    }
+}
+
+fn unsupported<P: Plugin>() -> PluginError {
+    PluginError::unsupported(format!(
+        "snapshots are not supported by the plugin '{}'",
+        P::info().name
+    ))
 }

@@ -102,6 +102,32 @@ impl<P: Plugin> Kit<P> {
         })
     }
 
+    /// Freezes `session` as snapshot `snapshot_id` (as `/session/snapshot`).
+    pub fn snapshot(
+        &self,
+        session: &Session<'_, P>,
+        snapshot_id: &str,
+    ) -> Result<Value, PluginError> {
+        let state = session
+            .state
+            .as_ref()
+            .ok_or_else(|| PluginError::new(ErrorKind::NoSession, "the session has ended"))?;
+        self.plugin().snapshot(state, snapshot_id)
+    }
+
+    /// A new session started from snapshot `snapshot_id` (as `/session/create`
+    /// with `from_snapshot`).
+    pub fn restore(&self, snapshot_id: &str, config: Value) -> Result<Session<'_, P>, PluginError> {
+        let n = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{}_kit_{n:03}", P::info().name);
+        let state = self.plugin().restore(&id, snapshot_id, &config)?;
+        Ok(Session {
+            kit: self,
+            id,
+            state: Some(state),
+        })
+    }
+
     /// Ends a session now, returning what the plugin's cleanup said.
     pub fn end(&self, mut session: Session<'_, P>) -> Result<(), PluginError> {
         match session.state.take() {

@@ -266,6 +266,50 @@ impl LoadedPlugin {
         unit((self.module.shutdown())())
     }
 
+    /// Freezes a session as a snapshot; returns the plugin's JSON report.
+    pub fn snapshot(&self, session_id: &str, snapshot_id: &str) -> Result<String, PluginError> {
+        let f = self
+            .module
+            .snapshot()
+            .ok_or_else(|| self.before_snapshots())?;
+        text(f(RStr::from_str(session_id), RStr::from_str(snapshot_id)))
+    }
+
+    /// Creates a session from a snapshot.
+    pub fn restore(
+        &self,
+        session_id: &str,
+        snapshot_id: &str,
+        config: &serde_json::Value,
+    ) -> Result<(), PluginError> {
+        let f = self
+            .module
+            .restore()
+            .ok_or_else(|| self.before_snapshots())?;
+        let config = config.to_string();
+        unit(f(
+            RStr::from_str(session_id),
+            RStr::from_str(snapshot_id),
+            RStr::from_str(&config),
+        ))
+    }
+
+    /// Forgets a snapshot.
+    pub fn drop_snapshot(&self, snapshot_id: &str) -> Result<(), PluginError> {
+        match self.module.drop_snapshot() {
+            Some(f) => unit(f(RStr::from_str(snapshot_id))),
+            None => Ok(()),
+        }
+    }
+
+    fn before_snapshots(&self) -> PluginError {
+        PluginError::unsupported(format!(
+            "snapshots are not supported by the plugin '{}' (built against plugin-api {}, before snapshots)",
+            self.info().name,
+            self.api_version
+        ))
+    }
+
     /// Creates a session with the given id and config.
     pub fn initialize(
         &self,

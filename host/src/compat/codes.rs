@@ -89,7 +89,7 @@ pub fn map(err: &CoreError) -> Mapped {
         )
         .with_data(json!({ "action": name, "candidates": candidates })),
         CoreError::InvalidParams(_) => mapped(Code::InvalidParamType),
-        CoreError::ResourceNotFound(_) => mapped(Code::InvalidRequest),
+        CoreError::ResourceNotFound(_) | CoreError::Unsupported(_) => mapped(Code::InvalidRequest),
         CoreError::BodyTooLarge { .. } => {
             mapped(Code::InvalidInput).with_status(StatusCode::PAYLOAD_TOO_LARGE)
         }

@@ -46,6 +46,9 @@ pub enum CoreError {
     NotWarmedUp(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The plugin does not do what was asked (snapshots of a plugin without them).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("Internal error: {0}")]
     Internal(String),
     #[error("Service unavailable: the server is shutting down")]
@@ -72,6 +75,7 @@ impl CoreError {
             Self::Cancelled => "cancelled",
             Self::NotWarmedUp(_) => "not_warmed_up",
             Self::Unavailable(_) => "unavailable",
+            Self::Unsupported(_) => "unsupported",
             Self::Internal(_) => "internal",
             Self::ShuttingDown => "shutting_down",
         }
@@ -90,6 +94,7 @@ impl CoreError {
             ErrorKind::Unavailable => Self::Unavailable(format!("{plugin}: {msg}")),
             ErrorKind::SessionBroken => Self::SessionBroken(format!("{plugin}: {msg}")),
             ErrorKind::NoSession => Self::SessionNotFound(format!("{plugin}: {msg}")),
+            ErrorKind::Unsupported => Self::Unsupported(msg),
             ErrorKind::Internal | ErrorKind::Panicked => Self::Backend(format!("{plugin}: {msg}")),
         }
     }

@@ -44,6 +44,35 @@ pub trait PluginHandle: Send + Sync + 'static {
     fn isolated(&self) -> Option<ProcessStatus> {
         None
     }
+
+    /// Freezes a session as a snapshot; returns the plugin's JSON report.
+    fn snapshot(&self, session_id: &str, snapshot_id: &str) -> Result<String, PluginError> {
+        let _ = (session_id, snapshot_id);
+        Err(PluginError::unsupported(format!(
+            "snapshots are not supported by the plugin '{}' here",
+            self.info().name
+        )))
+    }
+
+    /// Creates a session from a snapshot.
+    fn restore(
+        &self,
+        session_id: &str,
+        snapshot_id: &str,
+        config: &Value,
+    ) -> Result<(), PluginError> {
+        let _ = (session_id, snapshot_id, config);
+        Err(PluginError::unsupported(format!(
+            "snapshots are not supported by the plugin '{}' here",
+            self.info().name
+        )))
+    }
+
+    /// Forgets a snapshot.
+    fn drop_snapshot(&self, snapshot_id: &str) -> Result<(), PluginError> {
+        let _ = snapshot_id;
+        Ok(())
+    }
 }
 
 impl PluginHandle for LoadedPlugin {
@@ -74,5 +103,19 @@ impl PluginHandle for LoadedPlugin {
         control: &CallControl<'_>,
     ) -> Result<String, PluginError> {
         LoadedPlugin::call(self, session_id, worker_id, tool, params, control)
+    }
+    fn snapshot(&self, session_id: &str, snapshot_id: &str) -> Result<String, PluginError> {
+        LoadedPlugin::snapshot(self, session_id, snapshot_id)
+    }
+    fn restore(
+        &self,
+        session_id: &str,
+        snapshot_id: &str,
+        config: &Value,
+    ) -> Result<(), PluginError> {
+        LoadedPlugin::restore(self, session_id, snapshot_id, config)
+    }
+    fn drop_snapshot(&self, snapshot_id: &str) -> Result<(), PluginError> {
+        LoadedPlugin::drop_snapshot(self, snapshot_id)
     }
 }

@@ -19,6 +19,8 @@ pub mod registry;
 pub mod session;
 pub mod session_api;
 pub mod sessions;
+pub mod snapshot_api;
+pub mod snapshots;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -41,6 +43,7 @@ pub struct Core {
     pub config: Config,
     pub registry: Registry,
     pub sessions: Sessions,
+    pub snapshots: snapshots::Snapshots,
     /// Where content-addressed copies of plugin libraries are loaded from.
     pub copies_dir: PathBuf,
     shutting_down: AtomicBool,
@@ -69,6 +72,7 @@ impl Core {
         let copies_dir = s.runtime_dir.join("libs");
         Arc::new(Self {
             sessions: Sessions::new(policy),
+            snapshots: snapshots::Snapshots::new(s.max_snapshots),
             registry: Registry::default(),
             copies_dir,
             shutting_down: AtomicBool::new(false),

@@ -16,6 +16,7 @@ impl Core {
             if self.is_shutting_down() {
                 return;
             }
+            self.expire_snapshots().await;
             for session in self.sessions.expired(SystemTime::now()) {
                 if let Some(drained) = self.sessions.destroy_if_current(&session).await {
                     tracing::info!(worker = %session.worker_id, session = %session.id, "session expired (TTL)");

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::error::{CoreError, CoreResult};
 use super::executor::json_type;
 use super::session::Session;
+use super::sessions::Start;
 use super::Core;
 
 impl Core {
@@ -47,7 +48,7 @@ impl Core {
             _ => None,
         };
         self.sessions
-            .create(worker, rt, backend, &config, custom_name)
+            .create(worker, rt, backend, &config, custom_name, Start::Fresh)
             .await
     }
 

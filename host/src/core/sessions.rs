@@ -27,6 +27,15 @@ pub struct SessionPolicy {
     pub max_total: usize,
 }
 
+/// How a new session starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// From the plugin's `initialize`.
+    Fresh,
+    /// From a snapshot (the plugin's id of it), through the plugin's `restore`.
+    FromSnapshot(&'a str),
+}
+
 pub struct Sessions {
     policy: SessionPolicy,
     /// Serializes create/destroy of one (worker, resource).
@@ -147,11 +156,19 @@ impl Sessions {
         backend: Option<Arc<Backend>>,
         config: &Value,
         custom_name: Option<&str>,
+        start: Start<'_>,
     ) -> CoreResult<(Arc<Session>, bool)> {
         let k = key(worker, rt);
         let slot = self.slot(&k);
         let _serial = slot.lock().await;
         if let Some(existing) = self.get(worker, rt) {
+            if let Start::FromSnapshot(_) = start {
+                // Returning it would look as if it came from the snapshot.
+                return Err(CoreError::InvalidParams(format!(
+                    "Worker '{worker}' already has a {rt} session ({}); destroy it before starting one from a snapshot",
+                    existing.id
+                )));
+            }
             return Ok((existing, false));
         }
         self.check_limits(worker)?;
@@ -164,7 +181,7 @@ impl Sessions {
             false,
             backend,
         ));
-        self.initialize(&session, config).await?;
+        self.initialize(&session, config, start).await?;
         lock(&self.active).insert(k, session.clone());
         tracing::info!(worker = %worker, session = %session.id, "session created");
         Ok((session, true))
@@ -189,21 +206,33 @@ impl Sessions {
             Some(backend),
         ));
         lock(&self.temporary).insert(session.id.clone(), session.clone());
-        if let Err(e) = self.initialize(&session, &defaults).await {
+        if let Err(e) = self.initialize(&session, &defaults, Start::Fresh).await {
             lock(&self.temporary).remove(&session.id);
             return Err(e);
         }
         Ok(session)
     }
 
-    async fn initialize(&self, session: &Arc<Session>, config: &Value) -> CoreResult<()> {
+    async fn initialize(
+        &self,
+        session: &Arc<Session>,
+        config: &Value,
+        start: Start<'_>,
+    ) -> CoreResult<()> {
         let Some(backend) = session.backend.clone() else {
             return Ok(());
         };
         let merged = merge_config(&backend.settings.session, config);
         backend.session_opened();
         let (b, id) = (backend.clone(), session.id.clone());
-        let mut job = Box::pin(call_pool::spawn(move || b.plugin.initialize(&id, &merged)));
+        let snapshot = match start {
+            Start::Fresh => None,
+            Start::FromSnapshot(s) => Some(s.to_string()),
+        };
+        let mut job = Box::pin(call_pool::spawn(move || match snapshot {
+            None => b.plugin.initialize(&id, &merged),
+            Some(snap) => b.plugin.restore(&id, &snap, &merged),
+        }));
         let outcome = tokio::select! {
             r = &mut job => r.map_err(|e| e.to_string()),
             _ = tokio::time::sleep(self.policy.init_timeout) => {
@@ -229,7 +258,7 @@ impl Sessions {
                 let mut err = CoreError::from_plugin(&backend.name, e);
                 if let CoreError::InvalidParams(m) = &err {
                     err = CoreError::InvalidParams(format!("Invalid session config: {m}"));
-                } else if !matches!(err, CoreError::Unavailable(_)) {
+                } else if !matches!(err, CoreError::Unavailable(_) | CoreError::Unsupported(_)) {
                     err = CoreError::Backend(format!("Session initialization failed: {err}"));
                 }
                 Err(err)

@@ -36,7 +36,7 @@ pub fn code(err: &CoreError) -> ErrorCode {
     use CoreError as E;
     match err {
         E::ToolNotFound(_) | E::AmbiguousTool { .. } => ErrorCode::ToolNotFound,
-        E::InvalidParams(_) | E::BodyTooLarge { .. } => ErrorCode::Parameter,
+        E::InvalidParams(_) | E::BodyTooLarge { .. } | E::Unsupported(_) => ErrorCode::Parameter,
         E::SessionNotFound(_) | E::SessionBroken(_) | E::SessionNotHere { .. } => {
             ErrorCode::Session
         }
@@ -58,6 +58,7 @@ pub fn error_type(err: &CoreError) -> &'static str {
     match err {
         E::ToolNotFound(_) | E::AmbiguousTool { .. } => "ToolNotFoundError",
         E::InvalidParams(_) | E::BodyTooLarge { .. } => "ParameterError",
+        E::Unsupported(_) => "NotSupportedError",
         E::SessionNotFound(_) | E::SessionBroken(_) | E::SessionNotHere { .. } => "SessionError",
         E::WorkerNotFound(_) => "WorkerNotFoundError",
         E::ResourceNotFound(_) => "ResourceNotFoundError",
@@ -92,6 +93,7 @@ pub fn status_for(err: &CoreError) -> StatusCode {
         CoreError::ToolNotFound(_) | CoreError::AmbiguousTool { .. } => StatusCode::NOT_FOUND,
         CoreError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         CoreError::InvalidParams(_) => StatusCode::BAD_REQUEST,
+        CoreError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
         CoreError::SessionNotFound(_) | CoreError::SessionNotHere { .. } => StatusCode::NOT_FOUND,
         CoreError::SessionBroken(_) => StatusCode::CONFLICT,
         CoreError::WorkerNotFound(_) | CoreError::ResourceNotFound(_) => StatusCode::NOT_FOUND,
@@ -173,6 +175,12 @@ mod tests {
                 "PermissionError",
             ),
             (CoreError::Backend("x".into()), 2001, 502, "BackendError"),
+            (
+                CoreError::Unsupported("x".into()),
+                1002,
+                501,
+                "NotSupportedError",
+            ),
             (
                 CoreError::Timeout { seconds: 1.0 },
                 2002,

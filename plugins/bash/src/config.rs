@@ -21,8 +21,13 @@ pub struct PluginConfig {
     /// The shell program. Default: `bash` found on `PATH`.
     pub shell: Option<PathBuf>,
     /// Bytes of stdout, and separately of stderr, kept per call; the rest is
-    /// read and dropped, and the result says `truncated: true`.
+    /// read and dropped, and the result says `truncated: true`. Background
+    /// processes keep their newest bytes of each stream up to this limit
+    /// (older ones are dropped, and reads say how many).
     pub output_limit_bytes: usize,
+    /// Background processes (`bash:start`) a session may have unfinished at
+    /// once; 0 turns `start` off.
+    pub max_background_processes: usize,
     /// Seconds a command may run when the call gives no `timeout`.
     pub default_timeout_secs: f64,
     /// Largest content `write_file` accepts and `read_file` returns, in bytes.
@@ -39,6 +44,7 @@ impl Default for PluginConfig {
             workspace_root: None,
             shell: None,
             output_limit_bytes: MIB as usize,
+            max_background_processes: 32,
             default_timeout_secs: 30.0,
             file_limit_bytes: 16 * MIB as usize,
             sandbox: SandboxConfig::default(),
@@ -226,6 +232,7 @@ mod tests {
     fn empty_plugin_config_gives_defaults() {
         let config = PluginConfig::parse(&json!({})).unwrap();
         assert_eq!(config.output_limit_bytes, 1024 * 1024);
+        assert_eq!(config.max_background_processes, 32);
         assert_eq!(config.default_timeout_secs, 30.0);
         assert!(config.workspace_root().ends_with("agentflow-bash"));
     }

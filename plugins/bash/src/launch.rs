@@ -15,6 +15,9 @@
 //! shell), the configured rlimits, default signal dispositions, and exactly
 //! the file descriptors it is given.
 //!
+//! [`join`] starts a program inside the sandbox of a running shell instead
+//! (background processes, `bash:start`): see `launch/join.rs`.
+//!
 //! Between `clone3` and `execve` the child is a copy of a multi-threaded
 //! process, so it may only make async-signal-safe calls: everything it needs
 //! (C strings, pointer arrays, descriptors) is prepared before the clone, and
@@ -22,6 +25,7 @@
 //! close-on-exec pipe that reads empty once `execve` succeeded.
 
 mod child;
+mod join;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -32,10 +36,11 @@ use std::sync::Arc;
 use sandbox::{Jail, SandboxedCommand, SessionSandbox};
 
 use crate::config::ResourceLimits;
-use crate::process::{pipe, Process};
+use crate::process::{pidfd_open, pipe, Process};
 use crate::spawner::{Spawner, SpawnerGone};
 
-use child::{ChildPlan, Sandboxed, Step};
+use child::{ChildPlan, Mode, Sandboxed, Step, PID_RECORD};
+use join::Joining;
 
 /// The PATH of sandboxed shells.
 pub use sandbox::PATH as SANDBOX_PATH;
@@ -62,20 +67,30 @@ pub struct LaunchSpec {
     pub limits: ResourceLimits,
 }
 
+/// A running process whose sandbox new programs can join: a session's
+/// sandboxed shell (PID 1 of its namespaces).
+#[derive(Debug, Clone)]
+pub struct JoinTarget {
+    /// Its host pid.
+    pub pid: i32,
+    /// Its pidfd.
+    pub pidfd: Arc<OwnedFd>,
+}
+
 /// Why a process could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// Preparing descriptors or strings failed in the plugin.
-    #[error("cannot prepare the shell's sandbox: {0}")]
+    #[error("cannot prepare the process: {0}")]
     Prepare(io::Error),
     /// The sandbox's command could not be made.
-    #[error("cannot prepare the shell's sandbox: {0}")]
+    #[error("cannot prepare the sandbox: {0}")]
     Sandbox(#[from] sandbox::SandboxError),
     /// The kernel refused to create the process.
-    #[error("cannot create the shell process (clone3): {0}")]
+    #[error("cannot create the process (clone3): {0}")]
     Clone(io::Error),
     /// The child failed at one step before running the program.
-    #[error("starting the shell failed while {step}: {error}")]
+    #[error("starting the process failed while {step}: {error}")]
     Child {
         step: &'static str,
         error: io::Error,
@@ -94,7 +109,7 @@ pub fn launch(
 ) -> Result<Process, LaunchError> {
     let (report_reader, report_writer) = pipe().map_err(LaunchError::Prepare)?;
     let mut fds = fds;
-    let sandboxed = match &spec.sandbox {
+    let mode = match &spec.sandbox {
         Some(sandbox) => {
             let jail = Jail {
                 argv: sandbox_argv(&spec.program, &spec.args),
@@ -117,22 +132,22 @@ pub fn launch(
                 )));
             }
             fds.push(seccomp);
-            Some(Sandboxed {
+            Mode::Bubblewrap(Sandboxed {
                 program,
                 argv,
                 entry,
             })
         }
-        None => None,
+        None => Mode::Direct,
     };
-    let plan = ChildPlan::new(spec, fds, report_writer, sandboxed).map_err(LaunchError::Prepare)?;
+    let plan = ChildPlan::new(spec, fds, report_writer, mode).map_err(LaunchError::Prepare)?;
     // The plan (with the child's ends of every pipe) is dropped on the spawner
     // thread right after the clone, so only the child keeps those ends.
     let (pid, pidfd) = spawner
         .run(move || plan.clone_child())?
         .map_err(LaunchError::Clone)?;
     let mut process = Process::from_pidfd(pid, pidfd);
-    match read_report(report_reader) {
+    match read_records(report_reader).map(|records| records.first().copied()) {
         Ok(None) => Ok(process),
         Ok(Some((step, errno))) => {
             let _ = process.wait();
@@ -145,6 +160,84 @@ pub fn launch(
             process.kill();
             let _ = process.wait();
             Err(LaunchError::Prepare(e))
+        }
+    }
+}
+
+/// Starts `spec` (which must name the session's sandbox) inside the sandbox
+/// `target` runs in, with `fds[i]` as its descriptor `i`, as the leader of a
+/// process session of its own. The program is this process's child.
+pub fn join(
+    spawner: &Spawner,
+    spec: &LaunchSpec,
+    target: &JoinTarget,
+    fds: Vec<OwnedFd>,
+) -> Result<Process, LaunchError> {
+    let Some(sandbox) = &spec.sandbox else {
+        return Err(LaunchError::Prepare(io::Error::other(
+            "the session has no sandbox to join",
+        )));
+    };
+    let (report_reader, report_writer) = pipe().map_err(LaunchError::Prepare)?;
+    // Of bubblewrap's command only the entry steps and the seccomp filter
+    // are used: the namespaces exist already.
+    let jail = Jail {
+        argv: spec.args.clone(),
+        workspace: spec.session_dir.clone(),
+        cwd: spec.cwd.clone(),
+        binds: Vec::new(),
+        as_pid_1: false,
+        inside_id: 0,
+    };
+    let command = sandbox.command(&jail, SECCOMP_FD)?;
+    let joining =
+        Joining::prepare(target, command.entry, command.seccomp).map_err(LaunchError::Prepare)?;
+    let plan = ChildPlan::new(spec, fds, report_writer, Mode::Join(joining))
+        .map_err(LaunchError::Prepare)?;
+    let (pid, pidfd) = spawner
+        .run(move || plan.clone_child())?
+        .map_err(LaunchError::Clone)?;
+    // This child only enters the sandbox and forks the program; it exits then.
+    let mut entering = Process::from_pidfd(pid, pidfd);
+    let records = read_records(report_reader);
+    let _ = entering.wait();
+    let records = records.map_err(LaunchError::Prepare)?;
+    let program = records
+        .iter()
+        .find(|(kind, _)| *kind == PID_RECORD)
+        .map(|&(_, pid)| adopt(pid))
+        .transpose()
+        .map_err(LaunchError::Prepare)?;
+    let failure = records.iter().find(|(kind, _)| *kind != PID_RECORD);
+    match (program, failure) {
+        (Some(program), None) => Ok(program),
+        (program, Some(&(step, errno))) => {
+            if let Some(mut program) = program {
+                let _ = program.wait();
+            }
+            Err(LaunchError::Child {
+                step: Step::describe(step),
+                error: io::Error::from_raw_os_error(errno),
+            })
+        }
+        (None, None) => Err(LaunchError::Prepare(io::Error::other(
+            "the process entering the sandbox ended without starting the program",
+        ))),
+    }
+}
+
+/// Takes ownership of `pid`, a child of this process (forked with
+/// `CLONE_PARENT`) that only this process can reap, so the pid is its.
+fn adopt(pid: i32) -> io::Result<Process> {
+    match pidfd_open(pid) {
+        Ok(pidfd) => Ok(Process::from_pidfd(pid, pidfd)),
+        Err(e) => {
+            // SAFETY: kill and waitpid on our own unreaped child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            Err(e)
         }
     }
 }
@@ -173,27 +266,25 @@ fn sandbox_argv(program: &Path, args: &[String]) -> Vec<String> {
     argv
 }
 
-/// Reads the child's failure report: `None` when `execve` succeeded.
-fn read_report(mut reader: File) -> io::Result<Option<(u32, i32)>> {
-    let mut report = [0u8; 8];
-    let mut got = 0;
-    while got < report.len() {
-        match reader.read(&mut report[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    match got {
-        0 => Ok(None),
-        8 => Ok(Some((
-            u32::from_ne_bytes([report[0], report[1], report[2], report[3]]),
-            i32::from_ne_bytes([report[4], report[5], report[6], report[7]]),
-        ))),
-        _ => Err(io::Error::new(
+/// Reads the child's reports until every copy of the pipe is closed (the
+/// program's by `execve`): 8-byte `(step, errno)` failure records, and in a
+/// join the `(PID_RECORD, pid)` of the program. Empty: `execve` succeeded.
+fn read_records(mut reader: File) -> io::Result<Vec<(u32, i32)>> {
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes)?;
+    if bytes.len() % 8 != 0 {
+        return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "short report from the shell's child process",
-        )),
+            "a short report from the child process",
+        ));
     }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|r| {
+            (
+                u32::from_ne_bytes([r[0], r[1], r[2], r[3]]),
+                i32::from_ne_bytes([r[4], r[5], r[6], r[7]]),
+            )
+        })
+        .collect())
 }

@@ -16,16 +16,22 @@
 //!   directory, binary-safe (`read_file` answers utf8 when the bytes are valid
 //!   UTF-8, else base64). Paths that lead outside the directory (absolute
 //!   elsewhere, `..`, symbolic links) are refused as invalid params.
+//! * `start {command, name?}` → `{id, name, command, pid, cwd}`, and
+//!   `output {id, since?}`, `wait {id, timeout, since?}`, `kill {id, signal?}`,
+//!   `write_stdin {id, data, encoding?, eof?}`, `processes {}`: long-running
+//!   processes in the session's sandbox (servers, builds) that a client
+//!   comes back to. See `background.rs` and `tools/background.rs`.
 //! * `info` (hidden): isolation mode, directories and limits.
 //!
 //! # Time limits
 //!
 //! A command may run for `min(timeout param or default_timeout_secs, the
 //! call's deadline)`. Then every process it started is killed (its process
-//! groups, see `processes.rs`), a command running inside the shell itself (a
-//! builtin `while` loop) is interrupted by a signal trap, and the call fails
-//! with a timeout error quoting the end of the output. The shell keeps its
-//! state. If it cannot be brought back within a second, it is killed and
+//! groups, see `processes.rs`; background processes of `start` are spared,
+//! even one started while the command ran), a command running inside the
+//! shell itself (a builtin `while` loop) is interrupted by a signal trap,
+//! and the call fails with a timeout error quoting the end of the output.
+//! The shell keeps its state. If it cannot be brought back within a second, it is killed and
 //! replaced by a fresh one; the error says so and the next result has
 //! `shell_restarted: true`. The same happens when a command ends the shell
 //! (`exit`): the result carries the shell's exit code. Calls never hang on a
@@ -97,13 +103,20 @@
 //! * `output.rs`: capped capture of stdout and stderr.
 //! * `launch.rs`, `launch/child.rs`: starting the shell, in its sandbox or
 //!   not, with rlimits (the code between `clone3` and `execve`).
+//! * `background.rs` (with `background/stream.rs`, `background/pump.rs`): a
+//!   session's background processes, their output streams and the thread
+//!   that reads them; `launch/join.rs`: starting a program inside the
+//!   running shell's sandbox.
+//! * `fd.rs`: `poll` and nonblocking mode.
 //! * `process.rs`: a child process owned through a pidfd.
 //! * `processes.rs`: a session's processes in procfs (timeouts, cleanup
 //!   without namespaces).
 //! * `spawner.rs`: the thread that forks every shell.
 //! * `workspace.rs`: session directories and file access confined with `openat2`.
 
+mod background;
 mod config;
+mod fd;
 mod launch;
 mod output;
 mod process;
@@ -181,6 +194,58 @@ impl Plugin for BashPlugin {
                 "read_file",
                 "Read a file from the session's directory: text if it is valid UTF-8, else base64.",
                 tools::read_file,
+            )
+            .read_only()
+            .tool(
+                "start",
+                "Start a long-running command in the background (a server, a build, a watcher) and \
+                 return at once with its id (\"p1\", ...). It runs as `bash -c <command>` in the \
+                 session's sandbox, in the shell's current directory, with the session's \
+                 configured environment (not variables exported later by `run`), as a process \
+                 group of its own with stdin a pipe (see write_stdin) and stdout and stderr \
+                 captured apart (see output, wait). Do not end the command with `&`. It keeps \
+                 running while other tools are called, and ends with the session.",
+                tools::background::start,
+            )
+            .destructive()
+            .tool(
+                "output",
+                "New output of a background process: stdout and stderr since the last read (or \
+                 since the byte offsets in `since`), the offsets to pass next time \
+                 (stdout_offset, stderr_offset), bytes dropped because only the newest \
+                 output_limit_bytes per stream are kept (stdout_dropped_bytes, \
+                 stderr_dropped_bytes), and running / exit_code / signal (exit_code is null \
+                 while it runs and when a signal killed it; signal names that signal).",
+                tools::background::output,
+            )
+            .read_only()
+            .tool(
+                "wait",
+                "Wait until a background process exits or `timeout` seconds pass, then answer \
+                 as output does (running: true means the timeout passed first).",
+                tools::background::wait,
+            )
+            .read_only()
+            .tool(
+                "kill",
+                "Send a signal to a background process's process group: TERM (default), KILL, \
+                 INT, HUP, QUIT, USR1, USR2, or a number 1-31. Returns at once; use wait to see \
+                 it end.",
+                tools::background::kill,
+            )
+            .destructive()
+            .tool(
+                "write_stdin",
+                "Write to a background process's stdin (text, or bytes as base64); `eof: true` \
+                 closes stdin afterwards (programs like cat then finish).",
+                tools::background::write_stdin,
+            )
+            .destructive()
+            .tool(
+                "processes",
+                "List the session's background processes: id, name, command, pid, cwd, running, \
+                 exit_code, signal, started_at, and bytes written and unread per stream.",
+                tools::background::processes,
             )
             .read_only()
             .hidden_tool(
@@ -332,6 +397,7 @@ impl Settings {
             launch,
             self.spawner.clone(),
             self.config.output_limit_bytes,
+            self.config.max_background_processes,
         )
         .map_err(|e| PluginError::unavailable(format!("cannot start the session's shell: {e}")))
     }

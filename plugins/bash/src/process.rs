@@ -1,6 +1,10 @@
 //! A child process owned through a pidfd: signals and waits can never reach
 //! an unrelated process that reused its pid, and `poll` can wait for its exit
 //! alongside pipes.
+//!
+//! Its pid (and so the number of the process group it may lead) stays
+//! reserved until it is reaped, and only [`Process`] reaps it: that is what
+//! makes [`Process::signal_group`] safe.
 
 use std::ffi::c_int;
 use std::fs::File;
@@ -14,7 +18,27 @@ use std::sync::Arc;
 pub struct Process {
     pid: i32,
     pidfd: Arc<OwnedFd>,
-    return_code: Option<i32>,
+    /// Set once reaped.
+    exit: Option<Exit>,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this status (-1: someone else reaped it, status unknown).
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl Exit {
+    /// The return code a shell reports: the status, or 128 + the signal.
+    pub fn return_code(self) -> i32 {
+        match self {
+            Self::Code(code) => code,
+            Self::Signal(signal) => 128 + signal,
+        }
+    }
 }
 
 /// A handle that can kill a [`Process`] from another thread.
@@ -34,7 +58,7 @@ impl Process {
         Self {
             pid,
             pidfd: Arc::new(pidfd),
-            return_code: None,
+            exit: None,
         }
     }
 
@@ -65,20 +89,71 @@ impl Process {
 
     /// The return code if the process has exited (reaping it), else `None`.
     pub fn try_wait(&mut self) -> io::Result<Option<i32>> {
-        self.wait_with(libc::WNOHANG)
+        Ok(self.reap_with(libc::WNOHANG)?.map(Exit::return_code))
     }
 
     /// Waits for the process to exit and returns its return code: the exit
     /// status, or 128 + the signal that killed it (as shells report it);
     /// -1 if someone else reaped it.
     pub fn wait(&mut self) -> io::Result<i32> {
-        Ok(self.wait_with(0)?.unwrap_or(-1))
+        Ok(self.reap()?.return_code())
     }
 
-    fn wait_with(&mut self, flags: c_int) -> io::Result<Option<i32>> {
-        if let Some(code) = self.return_code {
-            return Ok(Some(code));
+    /// Waits for the process to exit, reaps it and says how it ended.
+    pub fn reap(&mut self) -> io::Result<Exit> {
+        Ok(self.reap_with(0)?.unwrap_or(Exit::Code(-1)))
+    }
+
+    /// How the process ended, if it has, without reaping it: its pid stays
+    /// reserved, so its process group can still be signalled safely.
+    pub fn peek_exit(&self) -> io::Result<Option<Exit>> {
+        match self.exit {
+            Some(exit) => Ok(Some(exit)),
+            None => match self.waitid(libc::WNOHANG | libc::WNOWAIT)? {
+                None => Ok(Some(Exit::Code(-1))), // reaped elsewhere
+                Some(exit) => Ok(exit),
+            },
         }
+    }
+
+    /// True once the process has been reaped.
+    pub fn is_reaped(&self) -> bool {
+        self.exit.is_some()
+    }
+
+    /// Sends `signal` to the process group this process leads (it must
+    /// have called `setsid` or `setpgid(0, 0)`). Refused once it is reaped:
+    /// the group's number could then belong to someone else.
+    pub fn signal_group(&self, signal: c_int) -> io::Result<()> {
+        if self.exit.is_some() {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        // SAFETY: kill(2) on a process group whose leader is our unreaped
+        // child, so its number cannot have been reused.
+        if unsafe { libc::kill(-self.pid, signal) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    fn reap_with(&mut self, flags: c_int) -> io::Result<Option<Exit>> {
+        if let Some(exit) = self.exit {
+            return Ok(Some(exit));
+        }
+        let exit = match self.waitid(flags)? {
+            // Reaped elsewhere (e.g. SIGCHLD set to SIG_IGN by the host).
+            None => Exit::Code(-1),
+            Some(None) => return Ok(None),
+            Some(Some(exit)) => exit,
+        };
+        self.exit = Some(exit);
+        Ok(Some(exit))
+    }
+
+    /// `waitid` with `WEXITED | flags`: `None` when the process is not ours
+    /// to wait for any more (ECHILD), `Some(None)` while it runs (WNOHANG).
+    fn waitid(&self, flags: c_int) -> io::Result<Option<Option<Exit>>> {
         loop {
             // SAFETY: siginfo_t is plain data; waitid fills it.
             let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -95,32 +170,26 @@ impl Process {
                 let e = io::Error::last_os_error();
                 match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
-                    // Reaped elsewhere (e.g. SIGCHLD set to SIG_IGN by the host).
-                    Some(libc::ECHILD) => {
-                        self.return_code = Some(-1);
-                        return Ok(self.return_code);
-                    }
+                    Some(libc::ECHILD) => return Ok(None),
                     _ => return Err(e),
                 }
             }
             // SAFETY: waitid succeeded, so si_pid/si_status are initialized.
             let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
             if pid == 0 {
-                return Ok(None); // WNOHANG and still running
+                return Ok(Some(None)); // WNOHANG and still running
             }
-            let code = match info.si_code {
-                libc::CLD_EXITED => status,
-                _ => 128 + status,
-            };
-            self.return_code = Some(code);
-            return Ok(Some(code));
+            return Ok(Some(Some(match info.si_code {
+                libc::CLD_EXITED => Exit::Code(status),
+                _ => Exit::Signal(status),
+            })));
         }
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if self.return_code.is_none() {
+        if self.exit.is_none() {
             self.kill();
             let _ = self.wait();
         }

@@ -2,6 +2,12 @@
 //! command started (to kill them), and, without namespaces, which ones to
 //! kill at cleanup.
 //!
+//! Background processes (`bash:start`, see `background.rs`) each lead a
+//! process session of their own; a timeout spares those sessions, so a
+//! server started while a command runs survives that command's timeout. In
+//! a sandbox they are also recognisable before the plugin has recorded them
+//! (while they start): their parent is outside the namespace (parent pid 0).
+//!
 //! In a sandbox the session has its own `/proc` (reachable from the host as
 //! `/proc/<shell>/root/proc`): every entry there belongs to the session and
 //! the shell is PID 1. Without (`isolation = "none"`), the host's `/proc` is scanned for processes
@@ -20,13 +26,18 @@ use std::time::{Duration, Instant};
 
 use crate::process::send_signal;
 
-/// One process: its id and process group, numbered as in the scope's `/proc`.
+/// One process: its id, process group and session, numbered as in the
+/// scope's `/proc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessEntry {
     /// Process id.
     pub pid: i32,
     /// Process group id.
     pub pgid: i32,
+    /// Session id.
+    pub session: i32,
+    /// Parent process id (0: the parent is outside the scope's namespace).
+    pub parent: i32,
 }
 
 /// The processes of a session at one moment.
@@ -80,6 +91,8 @@ impl SessionProcesses {
                 (ours && stat.alive).then_some(ProcessEntry {
                     pid,
                     pgid: stat.pgid,
+                    session: stat.session,
+                    parent: stat.parent,
                 })
             })
             .collect()
@@ -97,17 +110,27 @@ impl SessionProcesses {
 
     /// Kills what a command started since `before`: every process that did not
     /// exist then, unless it belongs to a process group (other than the
-    /// shell's own) that did. So background jobs of earlier commands survive,
-    /// even the children they keep forking, while the command's own jobs,
-    /// pipelines, command substitutions and daemons die. Returns how many
-    /// processes were signalled.
-    pub fn kill_started_since(&self, before: &Snapshot) -> usize {
-        let doomed: Vec<i32> = self
-            .list()
+    /// shell's own) that did, or to one of `spared_sessions` (background
+    /// processes, which may start while the command runs). So background
+    /// jobs of earlier commands survive, even the children they keep forking,
+    /// while the command's own jobs, pipelines, command substitutions and
+    /// daemons die. Returns how many processes were signalled.
+    pub fn kill_started_since(&self, before: &Snapshot, spared_sessions: &[i32]) -> usize {
+        let processes = self.list();
+        // Started from outside the sandbox: background processes.
+        let from_outside: HashSet<i32> = processes
+            .iter()
+            .filter(|p| self.namespace && p.parent == 0)
+            .map(|p| p.pid)
+            .collect();
+        let doomed: Vec<i32> = processes
             .into_iter()
             .filter(|p| {
                 let old_group = p.pgid != self.shell && before.groups.contains(&p.pgid);
-                !before.pids.contains(&p.pid) && !old_group
+                let spared = spared_sessions.contains(&p.session)
+                    || from_outside.contains(&p.pid)
+                    || from_outside.contains(&p.session);
+                !before.pids.contains(&p.pid) && !old_group && !spared
             })
             .map(|p| p.pid)
             .collect();
@@ -143,6 +166,7 @@ impl SessionProcesses {
 #[derive(Debug, PartialEq, Eq)]
 struct Stat {
     alive: bool,
+    parent: i32,
     pgid: i32,
     session: i32,
 }
@@ -152,10 +176,10 @@ fn parse_stat(stat: &str) -> Option<Stat> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     let mut fields = after_comm.split_whitespace();
     let state = fields.next()?;
-    let mut fields = fields.skip(1); // ppid
     Some(Stat {
         // Z: zombie, X: dead.
         alive: !matches!(state, "Z" | "X"),
+        parent: fields.next()?.parse().ok()?,
         pgid: fields.next()?.parse().ok()?,
         session: fields.next()?.parse().ok()?,
     })
@@ -170,6 +194,7 @@ mod tests {
         let line = "42 (a) b (c) S 1 40 30 0 -1 4194560 0 0";
         let stat = Stat {
             alive: true,
+            parent: 1,
             pgid: 40,
             session: 30,
         };

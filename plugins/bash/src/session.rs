@@ -7,11 +7,17 @@
 //! that ran out of time could not be stopped without killing it. The next
 //! result says so with `shell_restarted: true`. If a new shell cannot be
 //! started, calls fail with "session broken" until one can.
+//!
+//! The session also owns its background processes (`background.rs`): they
+//! start in the current shell's sandbox and directory, may start while a
+//! command holds the shell, and end with the session.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::launch::LaunchSpec;
+use crate::background::{Background, BackgroundError, NewProcess, Started};
+use crate::launch::{self, JoinTarget, LaunchSpec};
 use crate::process::Killer;
 use crate::shell::{Output, RunOutcome, Shell, StartError};
 use crate::spawner::Spawner;
@@ -66,6 +72,7 @@ pub struct BashSession {
     output_limit: usize,
     state: Mutex<State>,
     idle: Condvar,
+    background: Background,
 }
 
 #[derive(Debug, Default)]
@@ -80,15 +87,24 @@ struct State {
     closed: bool,
     /// The shell was replaced and no result has said so yet.
     restarted: bool,
+    /// The shell's working directory as it last reported it.
+    cwd: String,
+    /// The current shell, whose sandbox background processes join (`None`
+    /// without a sandbox, or while the shell is replaced).
+    join_target: Option<JoinTarget>,
 }
 
 impl BashSession {
-    /// Starts the session's shell in `dir`.
+    /// Starts the session's shell in `dir`. Output is kept up to
+    /// `output_limit` bytes per stream (per command; for background
+    /// processes, their newest bytes); at most `max_background` background
+    /// processes may be unfinished at a time.
     pub fn start(
         dir: SessionDir,
         launch: LaunchSpec,
         spawner: Arc<Spawner>,
         output_limit: usize,
+        max_background: usize,
     ) -> Result<Self, StartError> {
         let shell = Shell::start(&spawner, &launch, Instant::now() + START_TIMEOUT);
         let shell = match shell {
@@ -105,11 +121,55 @@ impl BashSession {
             spawner,
             output_limit,
             state: Mutex::new(State {
+                cwd: shell.cwd().to_string(),
+                join_target: shell.join_target(),
                 shell: Some(shell),
                 ..State::default()
             }),
             idle: Condvar::new(),
+            background: Background::new(max_background, output_limit),
         })
+    }
+
+    /// The session's background processes.
+    pub fn background(&self) -> &Background {
+        &self.background
+    }
+
+    /// Starts `command` as a background process: `bash -c <command>` in the
+    /// shell's sandbox and current directory, with the session's configured
+    /// environment (not variables later commands exported: those live in
+    /// the shell's memory only). It does not wait for the shell.
+    pub fn start_background(
+        &self,
+        command: &str,
+        name: Option<String>,
+    ) -> Result<Started, BackgroundError> {
+        let (cwd, target) = {
+            let state = self.lock();
+            if state.closed {
+                return Err(BackgroundError::Ended);
+            }
+            (state.cwd.clone(), state.join_target.clone())
+        };
+        let mut spec = self.launch.clone();
+        spec.args = vec![
+            crate::protocol::SHELL_ARGS[0].to_string(),
+            "-c".to_string(),
+            command.to_string(),
+        ];
+        spec.cwd = PathBuf::from(&cwd);
+        let new = NewProcess {
+            command: command.to_string(),
+            name,
+            cwd,
+        };
+        self.background
+            .start(new, |fds| match (&spec.sandbox, &target) {
+                (Some(_), Some(target)) => Ok(launch::join(&self.spawner, &spec, target, fds)?),
+                (Some(_), None) => Err(BackgroundError::NoShell),
+                (None, _) => Ok(launch::launch(&self.spawner, &spec, fds)?),
+            })
     }
 
     /// The session's directory.
@@ -159,9 +219,11 @@ impl BashSession {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Finished, RunError> {
         let mut lease = self.acquire(deadline, cancelled)?;
-        let outcome = lease
-            .shell_mut()?
-            .run(command, self.output_limit, deadline, cancelled);
+        let spared = || self.background.session_ids();
+        let outcome =
+            lease
+                .shell_mut()?
+                .run(command, self.output_limit, deadline, cancelled, &spared);
         match outcome {
             Ok(RunOutcome::Finished {
                 output,
@@ -203,9 +265,11 @@ impl BashSession {
         }
     }
 
-    /// Ends the session: kills the shell and everything it started (ending a
-    /// running call), then deletes the session's directory.
+    /// Ends the session: kills its background processes, the shell and
+    /// everything it started (ending a running call), then deletes the
+    /// session's directory.
     pub fn close(&self) -> std::io::Result<()> {
+        self.background.close();
         let mut state = self.lock();
         state.closed = true;
         let give_up = Instant::now() + CLOSE_TIMEOUT;
@@ -295,9 +359,14 @@ impl Lease<'_> {
             .ok_or_else(|| RunError::Broken("the session has no shell".into()))
     }
 
-    /// Makes `shell` the one this call uses (and cleanup can kill).
+    /// Makes `shell` the one this call uses (and cleanup can kill, and
+    /// background processes join).
     fn install(&mut self, shell: Shell) {
-        self.session.lock().running = Some(shell.killer());
+        let mut state = self.session.lock();
+        state.running = Some(shell.killer());
+        state.join_target = shell.join_target();
+        state.cwd = shell.cwd().to_string();
+        drop(state);
         self.shell = Some(shell);
     }
 
@@ -329,6 +398,7 @@ impl Lease<'_> {
         {
             let mut state = self.session.lock();
             state.running = None;
+            state.join_target = None;
             state.restarted = true;
         }
         self.start_shell()
@@ -345,6 +415,9 @@ impl Drop for Lease<'_> {
         let mut state = self.session.lock();
         state.busy = false;
         state.running = None;
+        if let Some(shell) = &self.shell {
+            state.cwd = shell.cwd().to_string();
+        }
         if state.closed {
             let shell = self.shell.take();
             drop(state);

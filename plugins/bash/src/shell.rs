@@ -9,10 +9,12 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::launch::{self, LaunchError, LaunchSpec};
+use crate::fd::{poll, poll_fd, set_nonblocking};
+use crate::launch::{self, JoinTarget, LaunchError, LaunchSpec};
 use crate::output::{bytes_in_pipe, read_pipe, CappedBuffer, PipeState};
 use crate::process::{self, Killer, Process};
 use crate::processes::{SessionProcesses, Snapshot};
@@ -95,9 +97,9 @@ enum Event {
 pub struct Shell {
     /// What was started: the shell, or bubblewrap running it.
     process: Process,
-    /// In a sandbox: a pidfd of the shell itself (signals to bubblewrap would
-    /// end the sandbox, not reach the shell).
-    sandboxed_shell: Option<OwnedFd>,
+    /// In a sandbox: the shell itself (signals to bubblewrap would end the
+    /// sandbox, not reach the shell; background processes join its namespaces).
+    sandboxed_shell: Option<JoinTarget>,
     /// With `network = "egress"`: the shell's namespace's way out.
     egress: Option<sandbox::Egress>,
     processes: SessionProcesses,
@@ -153,7 +155,10 @@ impl Shell {
                 if let Some(sandbox) = &spec.sandbox {
                     // The shell answered, so it runs: it is bubblewrap's only child.
                     let pid = only_child(shell.process.pid())?;
-                    shell.sandboxed_shell = Some(process::pidfd_open(pid)?);
+                    shell.sandboxed_shell = Some(JoinTarget {
+                        pid,
+                        pidfd: Arc::new(process::pidfd_open(pid)?),
+                    });
                     shell.processes = SessionProcesses::new(true, pid);
                     shell.egress = sandbox.connect_network(pid)?;
                 }
@@ -186,14 +191,22 @@ impl Shell {
         self.process.killer()
     }
 
+    /// In a sandbox, the shell as a process whose namespaces others can join.
+    pub fn join_target(&self) -> Option<JoinTarget> {
+        self.sandboxed_shell.clone()
+    }
+
     /// Runs `command`, keeping at most `output_limit` bytes per stream, until
-    /// it finishes, `deadline` passes or `cancelled()` returns true.
+    /// it finishes, `deadline` passes or `cancelled()` returns true. A
+    /// command that is stopped spares the process sessions `spared()` names
+    /// (background processes, see [`SessionProcesses::kill_started_since`]).
     pub fn run(
         &mut self,
         command: &str,
         output_limit: usize,
         deadline: Instant,
         cancelled: &dyn Fn() -> bool,
+        spared: &dyn Fn() -> Vec<i32>,
     ) -> io::Result<RunOutcome> {
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -214,7 +227,7 @@ impl Shell {
                 return_code,
             }),
             Event::TimeUp => {
-                let shell_kept = self.stop(seq, &mut script, &mut output, &before)?;
+                let shell_kept = self.stop(seq, &mut script, &mut output, &before, spared)?;
                 Ok(RunOutcome::Stopped { output, shell_kept })
             }
         }
@@ -229,12 +242,13 @@ impl Shell {
         script: &mut Script,
         output: &mut Output,
         before: &Snapshot,
+        spared: &dyn Fn() -> Vec<i32>,
     ) -> io::Result<bool> {
         let give_up = Instant::now() + STOP_GRACE;
         loop {
             // Signal first: bash runs the trap as soon as the child it waits for dies.
             let _ = self.signal_shell(protocol::INTERRUPT_SIGNAL);
-            self.processes.kill_started_since(before);
+            self.processes.kill_started_since(before, &spared());
             let until = (Instant::now() + TICK).min(give_up);
             match self.wait_for(seq, script, output, until, &|| false)? {
                 Event::Status(status) => {
@@ -254,7 +268,7 @@ impl Shell {
     /// Sends `signal` to the shell itself.
     fn signal_shell(&self, signal: libc::c_int) -> io::Result<()> {
         match &self.sandboxed_shell {
-            Some(pidfd) => process::send_signal(pidfd.as_fd(), signal),
+            Some(shell) => process::send_signal(shell.pidfd.as_fd(), signal),
             None => self.process.signal(signal),
         }
     }
@@ -421,38 +435,4 @@ fn only_child(pid: i32) -> Result<i32, StartError> {
         .next()
         .and_then(|child| child.parse().ok())
         .ok_or_else(|| StartError::NotReady("the sandbox has no shell process".into()))
-}
-
-fn poll_fd(fd: BorrowedFd<'_>, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        // A negative fd makes poll skip the entry.
-        fd: if events == 0 { -1 } else { fd.as_raw_fd() },
-        events,
-        revents: 0,
-    }
-}
-
-fn poll(fds: &mut [libc::pollfd], timeout: Duration) -> io::Result<()> {
-    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-    // SAFETY: a valid array of pollfd of the given length.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-fn set_nonblocking(file: &File) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }

@@ -1,6 +1,9 @@
 //! The tools: typed params (their JSON Schema is derived from these structs
 //! and their doc comments), results, and handlers that translate between the
-//! plugin API and the session.
+//! plugin API and the session. The background process tools are in
+//! `tools/background.rs`.
+
+pub mod background;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -144,8 +147,10 @@ pub struct InfoResult {
     pub session_dir: String,
     /// The shell program.
     pub shell: String,
-    /// Bytes kept per output stream.
+    /// Bytes kept per output stream (per command; a background process's newest).
     pub output_limit_bytes: usize,
+    /// Background processes a session may have unfinished at once.
+    pub max_background_processes: usize,
     /// Seconds a command may run by default.
     pub default_timeout_secs: f64,
     /// Largest file content moved by `read_file`/`write_file`.
@@ -269,12 +274,7 @@ pub fn write_file(
 ) -> Result<WriteFileResult, PluginError> {
     let settings = plugin.settings();
     let session = cx.session()?;
-    let bytes = match params.encoding {
-        Encoding::Utf8 => params.content.into_bytes(),
-        Encoding::Base64 => base64::engine::general_purpose::STANDARD
-            .decode(params.content.trim())
-            .map_err(|e| PluginError::invalid_params(format!("content: not valid base64: {e}")))?,
-    };
+    let bytes = decode(params.content, params.encoding, "content")?;
     if bytes.len() > settings.config.file_limit_bytes {
         return Err(PluginError::invalid_params(format!(
             "content: {} bytes is more than the file limit of {} bytes",
@@ -322,6 +322,16 @@ pub fn read_file(
     })
 }
 
+/// The bytes `text` stands for in `encoding`; `field` names it in errors.
+fn decode(text: String, encoding: Encoding, field: &str) -> Result<Vec<u8>, PluginError> {
+    match encoding {
+        Encoding::Utf8 => Ok(text.into_bytes()),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|e| PluginError::invalid_params(format!("{field}: not valid base64: {e}"))),
+    }
+}
+
 /// Text if the bytes are UTF-8 (allowing a character cut at the end of a
 /// truncated read), base64 otherwise.
 fn encode(mut bytes: Vec<u8>, truncated: bool) -> (String, Encoding) {
@@ -358,6 +368,7 @@ pub fn info(
         session_dir: display(session.dir().path()),
         shell: display(&settings.shell),
         output_limit_bytes: settings.config.output_limit_bytes,
+        max_background_processes: settings.config.max_background_processes,
         default_timeout_secs: settings.config.default_timeout_secs,
         file_limit_bytes: settings.config.file_limit_bytes,
         limits: settings.config.limits,

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use plugin_api::SessionModel;
-use plugin_loader::LoadedPlugin;
+use plugin_loader::{CallControl, LoadedPlugin};
 use serde_json::json;
 
 /// The library cargo built for this test run: the crate is a cdylib too, and
@@ -34,6 +34,12 @@ fn the_library_loads_and_runs_a_session() {
             ("run", false),
             ("write_file", false),
             ("read_file", false),
+            ("start", false),
+            ("output", false),
+            ("wait", false),
+            ("kill", false),
+            ("write_stdin", false),
+            ("processes", false),
             ("info", true)
         ]
     );
@@ -51,21 +57,24 @@ fn the_library_loads_and_runs_a_session() {
         .initialize("abi", &json!({"env": {"WHO": "abi"}}))
         .expect("initialize");
     let cancel = AtomicBool::new(false);
-    let deadline = SystemTime::now() + Duration::from_secs(60);
+    let control = CallControl {
+        cancel: &cancel,
+        deadline: SystemTime::now() + Duration::from_secs(60),
+        emitter: None,
+    };
     let result = plugin
         .call(
             Some("abi"),
             "w1",
             "run",
             &json!({"command": "echo hello $WHO"}),
-            &cancel,
-            deadline,
+            &control,
         )
         .expect("run");
     let result: serde_json::Value = serde_json::from_str(&result).unwrap();
     assert_eq!(result["stdout"], "hello abi\n");
     let info = plugin
-        .call(Some("abi"), "w1", "info", &json!({}), &cancel, deadline)
+        .call(Some("abi"), "w1", "info", &json!({}), &control)
         .expect("info");
     assert!(
         info.contains(&format!("\"isolation\":\"{isolation}\"")),

@@ -166,7 +166,12 @@ fn no_process_survives_a_sigkilled_host() {
             panic!("the child host did not start its session: {e}");
         }
     };
-    assert_eq!(processes_with(&marker).len(), 4);
+    // The four escapees and a background process (`bash:start`).
+    assert!(
+        eventually(10, || processes_with(&marker).len() == 5),
+        "{:?}",
+        processes_with(&marker)
+    );
     child.kill().unwrap(); // SIGKILL: no cleanup, no destructors
     child.wait().unwrap();
     assert!(
@@ -203,6 +208,12 @@ fn host_child_holding_a_session() {
     // Sessions are driven from short-lived threads, as the host's pool does.
     std::thread::scope(|scope| {
         scope.spawn(|| start_escapees(&h, &s, &marker));
+    });
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let command = format!("exec -a {marker}-start sleep 1000");
+            h.call(&s, "start", json!({ "command": command })).unwrap();
+        });
     });
     println!("READY {}", h.root.display());
     loop {

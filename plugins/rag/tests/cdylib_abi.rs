@@ -52,10 +52,14 @@ fn the_library_loads_and_answers_through_the_abi() {
         .warmup(&json!({"index_path": dir.path().join("index"), "dense": false}))
         .unwrap();
     let cancel = AtomicBool::new(false);
-    let deadline = SystemTime::now() + Duration::from_secs(60);
+    let control = plugin_loader::CallControl {
+        cancel: &cancel,
+        deadline: SystemTime::now() + Duration::from_secs(60),
+        emitter: None,
+    };
     let call = |tool: &str, params: Value| -> Value {
         let text = plugin
-            .call(None, "w1", tool, &params, &cancel, deadline)
+            .call(None, "w1", tool, &params, &control)
             .unwrap_or_else(|e| panic!("{tool}: {:?} {}", e.kind, e.message));
         serde_json::from_str(&text).unwrap()
     };
@@ -67,14 +71,7 @@ fn the_library_loads_and_answers_through_the_abi() {
     let result = call("search", json!({"query": "boundary"}));
     assert_eq!(result["context"], "[ABI]\ncrossing the boundary");
     let e = plugin
-        .call(
-            None,
-            "w1",
-            "search",
-            &json!({"query": ""}),
-            &cancel,
-            deadline,
-        )
+        .call(None, "w1", "search", &json!({"query": ""}), &control)
         .unwrap_err();
     assert_eq!(e.kind, plugin_api::ErrorKind::InvalidParams);
     plugin.shutdown().unwrap();

@@ -36,15 +36,18 @@ fn the_library_serves_a_session_through_the_abi() {
         .initialize("vm_w9_001_abi", &json!({"screen_size": [320, 200]}))
         .expect("initialize");
     let cancel = AtomicBool::new(false);
-    let deadline = SystemTime::now() + Duration::from_secs(30);
+    let control = plugin_loader::CallControl {
+        cancel: &cancel,
+        deadline: SystemTime::now() + Duration::from_secs(30),
+        emitter: None,
+    };
     let text = plugin
         .call(
             Some("vm_w9_001_abi"),
             "w9",
             "screenshot",
             &json!({}),
-            &cancel,
-            deadline,
+            &control,
         )
         .expect("screenshot");
     let v: serde_json::Value = serde_json::from_str(&text).expect("json");
@@ -62,8 +65,7 @@ fn the_library_serves_a_session_through_the_abi() {
             "w9",
             "click",
             &json!({"x": 320, "y": 0}),
-            &cancel,
-            deadline,
+            &control,
         )
         .expect_err("outside the screen");
     assert_eq!(e.kind, ErrorKind::InvalidParams);
@@ -75,8 +77,7 @@ fn the_library_serves_a_session_through_the_abi() {
             "w9",
             "screenshot",
             &json!({}),
-            &cancel,
-            deadline,
+            &control,
         )
         .expect_err("the session is gone");
     assert_eq!(e.kind, ErrorKind::NoSession);

@@ -1,7 +1,9 @@
-//! The child's side of [`super::launch`]: the code that runs between `clone3`
-//! and `execve`. It builds no sandbox itself: with one, it executes
-//! bubblewrap after joining the session's cgroup and dropping to the
-//! sandbox's user (`sandbox::Entry`).
+//! The child's side of [`super::launch`] and [`super::join`]: the code that
+//! runs between `clone3` and `execve`. It builds no sandbox itself: with one,
+//! it executes bubblewrap after joining the session's cgroup and dropping to
+//! the sandbox's user (`sandbox::Entry`); to join a running shell's sandbox,
+//! it enters that shell's namespaces and forks the program there (see
+//! `join.rs`).
 //!
 //! The child is a copy of a multi-threaded process with only the calling
 //! thread, so it may only make async-signal-safe calls (no allocation, no
@@ -20,6 +22,7 @@ use std::ptr;
 
 use sandbox::{Entry, EntryStep};
 
+use super::join::Joining;
 use super::LaunchSpec;
 
 /// The sandbox part of a launch: bubblewrap's command and the child's entry steps.
@@ -27,6 +30,16 @@ pub(super) struct Sandboxed {
     pub(super) program: PathBuf,
     pub(super) argv: Vec<String>,
     pub(super) entry: Entry,
+}
+
+/// How the child becomes the program.
+pub(super) enum Mode {
+    /// It runs the program itself (`isolation = "none"`).
+    Direct,
+    /// It executes bubblewrap, which builds a new sandbox around the program.
+    Bubblewrap(Sandboxed),
+    /// It enters the sandbox of a running shell and forks the program there.
+    Join(Joining),
 }
 
 /// The steps of the child's setup, as reported on failure.
@@ -42,10 +55,18 @@ pub(super) enum Step {
     DropIdentity,
     Prctl,
     Exec,
+    JoinNamespaces,
+    Fork,
+    DropCapabilities,
+    Seccomp,
 }
 
+/// Not a step: the record in which a joining child reports the host pid of
+/// the program it forked (`(PID_RECORD, pid)`).
+pub(super) const PID_RECORD: u32 = 0;
+
 impl Step {
-    const ALL: [Step; 9] = [
+    const ALL: [Step; 13] = [
         Self::DeathSignal,
         Self::Setsid,
         Self::Limits,
@@ -55,6 +76,10 @@ impl Step {
         Self::DropIdentity,
         Self::Prctl,
         Self::Exec,
+        Self::JoinNamespaces,
+        Self::Fork,
+        Self::DropCapabilities,
+        Self::Seccomp,
     ];
 
     /// What the step with number `code` does, for error messages.
@@ -68,7 +93,11 @@ impl Step {
             Some(Self::Limits) => "applying resource limits (setrlimit)",
             Some(Self::Fds) => "setting up file descriptors",
             Some(Self::Chdir) => "changing to the starting directory",
-            Some(Self::Exec) => "running the shell program, or bubblewrap (execve)",
+            Some(Self::Exec) => "running the program, or bubblewrap (execve)",
+            Some(Self::JoinNamespaces) => "entering the shell's namespaces (setns)",
+            Some(Self::Fork) => "forking the program inside the sandbox (clone3)",
+            Some(Self::DropCapabilities) => "dropping capabilities",
+            Some(Self::Seccomp) => "applying the seccomp filter",
             None => "an unknown step",
         }
     }
@@ -81,7 +110,9 @@ type Resource = c_int;
 
 /// Everything the child needs, prepared in the parent.
 pub(super) struct ChildPlan {
-    program: CString,
+    /// The program's path, and others to try in turn if it does not exist
+    /// (a joined sandbox may keep it elsewhere).
+    programs: Vec<CString>,
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: CString,
@@ -89,7 +120,7 @@ pub(super) struct ChildPlan {
     /// `fds[i]` becomes descriptor `i`; all are numbered >= 10 so that
     /// `dup2` onto 0..n never overwrites one not yet moved.
     fds: Vec<OwnedFd>,
-    entry: Option<Entry>,
+    mode: Mode,
     limits: Vec<(Resource, u64)>,
     report: OwnedFd,
 }
@@ -123,18 +154,18 @@ impl ChildPlan {
         spec: &LaunchSpec,
         fds: Vec<OwnedFd>,
         report: File,
-        sandboxed: Option<Sandboxed>,
+        mode: Mode,
     ) -> io::Result<Self> {
         // A sandbox's processes share one host user: RLIMIT_NPROC would count
         // every session's together. The session's cgroup limits them instead.
-        let nproc = if sandboxed.is_some() {
-            0
-        } else {
-            spec.limits.processes
+        let nproc = match mode {
+            Mode::Direct => spec.limits.processes,
+            Mode::Bubblewrap(_) | Mode::Join(_) => 0,
         };
-        let (program, args, entry) = match sandboxed {
-            Some(s) => (s.program, s.argv, Some(s.entry)),
-            None => (spec.program.clone(), spec.args.clone(), None),
+        let (programs, args) = match &mode {
+            Mode::Bubblewrap(s) => (vec![s.program.clone()], s.argv.clone()),
+            Mode::Join(_) => (Joining::programs(&spec.program), spec.args.clone()),
+            Mode::Direct => (vec![spec.program.clone()], spec.args.clone()),
         };
         let limits = &spec.limits;
         let limits = [
@@ -151,7 +182,10 @@ impl ChildPlan {
         .chain([(libc::RLIMIT_CORE, 0)])
         .collect();
         Ok(Self {
-            program: c_path(&program)?,
+            programs: programs
+                .iter()
+                .map(|p| c_path(p))
+                .collect::<io::Result<_>>()?,
             argv: args
                 .iter()
                 .map(|a| c_string(a.as_bytes()))
@@ -167,7 +201,7 @@ impl ChildPlan {
                 .iter()
                 .map(|fd| high_fd(fd.as_fd()))
                 .collect::<io::Result<_>>()?,
-            entry,
+            mode,
             limits,
             report: high_fd(report.as_fd())?,
         })
@@ -203,17 +237,32 @@ impl ChildPlan {
 
     /// The child's side: set up the sandbox and exec. Only async-signal-safe calls.
     unsafe fn run_child(&self, argv: &[*const c_char], envp: &[*const c_char]) -> ! {
+        let Mode::Join(joining) = &self.mode else {
+            self.become_program(argv, envp)
+        };
+        // Entering a PID namespace only places this process's children in
+        // it: this process enters, and its child becomes the program.
         let report = self.report.as_raw_fd();
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-        {
-            fail(report, Step::DeathSignal);
+        set_death_signal(report);
+        enter(&joining.entry, report);
+        if let Err(errno) = joining.enter_namespaces() {
+            fail_with(report, Step::JoinNamespaces, errno);
         }
+        match clone_sibling() {
+            -1 => fail(report, Step::Fork),
+            0 => self.become_program(argv, envp),
+            pid => {
+                write_record(report, PID_RECORD, pid as i32);
+                libc::_exit(0)
+            }
+        }
+    }
+
+    /// Sets the process up (signals, session, limits, descriptors,
+    /// directory, confinement) and executes the program.
+    unsafe fn become_program(&self, argv: &[*const c_char], envp: &[*const c_char]) -> ! {
+        let report = self.report.as_raw_fd();
+        set_death_signal(report);
         // Ignored signals stay ignored across execve, and Rust programs ignore
         // SIGPIPE: without this `yes | head` would never end cleanly.
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
@@ -248,19 +297,66 @@ impl ChildPlan {
         if libc::chdir(self.cwd.as_ptr()) != 0 && libc::chdir(self.fallback_cwd.as_ptr()) != 0 {
             fail(report, Step::Chdir);
         }
-        if let Some(entry) = &self.entry {
-            if let Err((step, error)) = entry.enter() {
-                let step = match step {
-                    EntryStep::JoinCgroup => Step::JoinCgroup,
-                    EntryStep::DropIdentity => Step::DropIdentity,
-                    EntryStep::Prctl => Step::Prctl,
-                };
-                fail_with(report, step, error.raw_os_error().unwrap_or(0));
+        match &self.mode {
+            Mode::Direct => {}
+            Mode::Bubblewrap(sandboxed) => enter(&sandboxed.entry, report),
+            Mode::Join(joining) => {
+                if let Err((step, errno)) = joining.confine() {
+                    fail_with(report, step, errno);
+                }
             }
         }
-        libc::execve(self.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        for program in &self.programs {
+            libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            if *libc::__errno_location() != libc::ENOENT {
+                break;
+            }
+        }
         fail(report, Step::Exec)
     }
+}
+
+/// Asks for SIGKILL when the parent (thread) dies. Async-signal-safe.
+unsafe fn set_death_signal(report: RawFd) {
+    if libc::prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0,
+        0,
+        0,
+    ) != 0
+    {
+        fail(report, Step::DeathSignal);
+    }
+}
+
+/// Runs the sandbox's entry steps (cgroup, identity, no_new_privs).
+/// Async-signal-safe.
+unsafe fn enter(entry: &Entry, report: RawFd) {
+    if let Err((step, error)) = entry.enter() {
+        let step = match step {
+            EntryStep::JoinCgroup => Step::JoinCgroup,
+            EntryStep::DropIdentity => Step::DropIdentity,
+            EntryStep::Prctl => Step::Prctl,
+        };
+        fail_with(report, step, error.raw_os_error().unwrap_or(0));
+    }
+}
+
+/// Forks a child whose parent is this process's parent (`CLONE_PARENT`): the
+/// host then owns the program directly (pidfd, exit status) and this
+/// process can exit at once. Returns the child's host pid, 0 in the child,
+/// -1 on failure. Async-signal-safe.
+unsafe fn clone_sibling() -> libc::c_long {
+    let mut args: libc::clone_args = std::mem::zeroed();
+    args.flags = libc::CLONE_PARENT as u64;
+    // clone3 requires 0 with CLONE_PARENT; the child gets ours (SIGCHLD).
+    args.exit_signal = 0;
+    libc::syscall(
+        libc::SYS_clone3,
+        &mut args as *mut libc::clone_args,
+        std::mem::size_of::<libc::clone_args>(),
+    )
 }
 
 /// Writes `(step, errno)` to the report pipe and exits. Async-signal-safe.
@@ -272,14 +368,19 @@ fn fail(report: RawFd, step: Step) -> ! {
 
 /// Writes `(step, errno)` to the report pipe and exits. Async-signal-safe.
 fn fail_with(report: RawFd, step: Step, errno: i32) -> ! {
-    // SAFETY: write/_exit are async-signal-safe.
-    unsafe {
-        let mut message = [0u8; 8];
-        message[..4].copy_from_slice(&(step as u32).to_ne_bytes());
-        message[4..].copy_from_slice(&errno.to_ne_bytes());
-        libc::write(report, message.as_ptr().cast(), message.len());
-        libc::_exit(127)
-    }
+    write_record(report, step as u32, errno);
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(127) }
+}
+
+/// Writes one 8-byte record to the report pipe (atomic: less than
+/// `PIPE_BUF`). Async-signal-safe.
+fn write_record(report: RawFd, kind: u32, value: i32) {
+    let mut message = [0u8; 8];
+    message[..4].copy_from_slice(&kind.to_ne_bytes());
+    message[4..].copy_from_slice(&value.to_ne_bytes());
+    // SAFETY: write is async-signal-safe; the buffer is valid.
+    unsafe { libc::write(report, message.as_ptr().cast(), message.len()) };
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {

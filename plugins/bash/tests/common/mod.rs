@@ -75,6 +75,26 @@ impl Harness {
         )
     }
 
+    /// Calls `tool` with a deadline `secs` away and its cancel flag set
+    /// `cancel_after` seconds after it starts, as the host does when the
+    /// client cancels.
+    pub fn call_cancelled_after(
+        &self,
+        session: &BashSession,
+        tool: &str,
+        params: Value,
+        secs: f64,
+        cancel_after: f64,
+    ) -> Result<Value, PluginError> {
+        self.kit().call_with(
+            Some(("sid", session)),
+            tool,
+            params,
+            Duration::from_secs_f64(secs),
+            Some(Duration::from_secs_f64(cancel_after)),
+        )
+    }
+
     /// Calls `tool` with a generous deadline.
     pub fn call(
         &self,
