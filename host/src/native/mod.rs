@@ -9,6 +9,7 @@ mod extract;
 mod health;
 mod sessions;
 mod shutdown;
+mod snapshots;
 mod stream;
 mod time;
 mod tools;
@@ -45,6 +46,10 @@ fn routes() -> Router<AppState> {
         .route("/session/destroy", post(sessions::destroy))
         .route("/session/list", post(sessions::list))
         .route("/session/refresh", post(sessions::refresh))
+        .route("/session/snapshot", post(snapshots::snapshot))
+        .route("/session/fork", post(snapshots::fork))
+        .route("/snapshot/list", post(snapshots::list).get(snapshots::list))
+        .route("/snapshot/delete", post(snapshots::delete))
         .route("/tools", get(tools::list))
         .route("/warmup", post(warmup::warmup))
         .route("/warmup/status", get(warmup::status))
@@ -72,5 +77,7 @@ pub(crate) fn fuzz_decode(bytes: &[u8]) {
     let _ = extract::decode::<sessions::TargetBody>(bytes);
     let _ = extract::decode::<sessions::WorkerBody>(bytes);
     let _ = extract::decode::<warmup::WarmupBody>(bytes);
+    let _ = extract::decode::<snapshots::SnapshotBody>(bytes);
+    let _ = extract::decode::<snapshots::ForkBody>(bytes);
     let _ = extract::decode::<crate::shutdown::StopRequest>(bytes);
 }

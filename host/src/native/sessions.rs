@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use super::envelope::{ok, ApiError};
 use super::extract::Body;
 use super::time::rfc3339;
+use crate::core::error::CoreError;
 use crate::core::ident::Id;
 use crate::core::session::Session;
 use crate::web::{AppState, RequestId, Routing};
@@ -17,7 +18,12 @@ pub struct CreateBody {
     /// Or the `X-Worker-ID` header (in every body here).
     #[serde(default)]
     worker_id: Option<Id>,
-    resource_type: Id,
+    /// May be left out when `from_snapshot` is given.
+    #[serde(default)]
+    resource_type: Option<Id>,
+    /// Start the session from this snapshot (`/session/snapshot`).
+    #[serde(default)]
+    from_snapshot: Option<Id>,
     #[serde(default)]
     config: Value,
     #[serde(default)]
@@ -49,16 +55,34 @@ pub async fn create(
         Ok(w) => w,
         Err(e) => return ApiError::new(e, &id).into_response(),
     };
-    let result = state
-        .core
-        .create_session(
-            &worker,
-            &body.resource_type,
-            &body.config,
-            body.custom_name.as_deref(),
-            false,
-        )
-        .await;
+    let result = match (&body.from_snapshot, &body.resource_type) {
+        (Some(snapshot), rt) => state
+            .core
+            .create_from_snapshot(
+                &worker,
+                rt.as_deref(),
+                snapshot,
+                &body.config,
+                body.custom_name.as_deref(),
+            )
+            .await
+            .map(|s| (s, true)),
+        (None, Some(rt)) => {
+            state
+                .core
+                .create_session(
+                    &worker,
+                    rt,
+                    &body.config,
+                    body.custom_name.as_deref(),
+                    false,
+                )
+                .await
+        }
+        (None, None) => Err(CoreError::InvalidParams(
+            "Missing required field 'resource_type'".into(),
+        )),
+    };
     match result {
         Ok((s, created)) => ok(
             &id,
@@ -68,6 +92,7 @@ pub async fn create(
                 "session_status": s.status(),
                 "resource_type": s.resource_type,
                 "created": created,
+                "from_snapshot": body.from_snapshot,
             }),
             Map::new(),
         ),

@@ -1,7 +1,9 @@
 //! A plugin for fault tests: it panics, hangs, fails and initializes slowly on
 //! request. Never shipped; only the end-to-end tests load it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use plugin_api::{
@@ -18,6 +20,23 @@ pub struct FixtureSession {
     config: Value,
     fail_cleanup: bool,
     panic_cleanup: bool,
+    /// State a snapshot carries (`note`).
+    notes: Mutex<Vec<String>>,
+}
+
+/// Snapshots: their notes, by snapshot id.
+static SNAPSHOTS: Mutex<Option<HashMap<String, Vec<String>>>> = Mutex::new(None);
+
+fn snapshots<T>(f: impl FnOnce(&mut HashMap<String, Vec<String>>) -> T) -> T {
+    let mut guard = SNAPSHOTS.lock().unwrap_or_else(PoisonError::into_inner);
+    f(guard.get_or_insert_with(HashMap::new))
+}
+
+#[derive(Deserialize, JsonSchema)]
+pub struct NoteParams {
+    /// A note to add to the session's notes.
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -89,12 +108,18 @@ impl Plugin for Fixture {
     type Session = FixtureSession;
 
     fn info() -> PluginInfo {
-        PluginInfo::new(
+        let info = PluginInfo::new(
             "fixture",
             version(),
             "Fault-injection fixture for tests",
             SessionModel::PerWorker,
-        )
+        );
+        // Version 2 stands for a plugin without snapshots.
+        if version().starts_with("2.") {
+            info
+        } else {
+            info.with_capability(PluginInfo::SNAPSHOTS)
+        }
     }
 
     fn tools() -> Tools<Self> {
@@ -146,6 +171,18 @@ impl Plugin for Fixture {
                         std::thread::sleep(Duration::from_millis(10));
                     }
                     Ok(json!({"slept": p.seconds}))
+                },
+            )
+            .tool(
+                "note",
+                "Add a note to the session's notes; returns them all",
+                |_p: &Fixture, cx: &Cx, p: NoteParams| {
+                    let session = cx.session()?;
+                    let mut notes = session.notes.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(text) = p.text {
+                        notes.push(text);
+                    }
+                    Ok(json!({"notes": *notes}))
                 },
             )
             .tool(
@@ -285,7 +322,37 @@ impl Plugin for Fixture {
             fail_cleanup: config.get("fail_cleanup").and_then(Value::as_bool) == Some(true),
             panic_cleanup: config.get("panic_cleanup").and_then(Value::as_bool) == Some(true),
             config: config.clone(),
+            notes: Mutex::new(Vec::new()),
         })
+    }
+
+    fn snapshot(&self, session: &FixtureSession, snapshot_id: &str) -> Result<Value, PluginError> {
+        let notes = session
+            .notes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let n = notes.len();
+        snapshots(|s| s.insert(snapshot_id.to_string(), notes));
+        Ok(json!({"notes": n}))
+    }
+
+    fn restore(
+        &self,
+        session_id: &str,
+        snapshot_id: &str,
+        config: &Value,
+    ) -> Result<FixtureSession, PluginError> {
+        let notes = snapshots(|s| s.get(snapshot_id).cloned())
+            .ok_or_else(|| PluginError::invalid_params(format!("no snapshot '{snapshot_id}'")))?;
+        let session = self.initialize(session_id, config)?;
+        *session.notes.lock().unwrap_or_else(PoisonError::into_inner) = notes;
+        Ok(session)
+    }
+
+    fn drop_snapshot(&self, snapshot_id: &str) -> Result<(), PluginError> {
+        snapshots(|s| s.remove(snapshot_id));
+        Ok(())
     }
 
     fn cleanup(&self, session: &FixtureSession) -> Result<(), PluginError> {
