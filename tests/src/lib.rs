@@ -352,6 +352,28 @@ impl Drop for Server {
     }
 }
 
+/// A server with the bash plugin, its sessions under `root`.
+pub fn bash_server_at(root: &Path) -> Server {
+    use std::os::unix::fs::PermissionsExt;
+    // The sandbox's user must pass through the workspace root and its parent.
+    // Bits are only added: the parent is usually the machine's shared /tmp,
+    // whose mode (1777) other programs rely on.
+    for dir in [root.parent().unwrap_or(root), root] {
+        let mode = std::fs::metadata(dir).expect("root").permissions().mode();
+        if mode & 0o011 != 0o011 {
+            std::fs::set_permissions(dir, PermissionsExt::from_mode((mode & 0o7777) | 0o011))
+                .expect("chmod");
+        }
+    }
+    Server::builder()
+        .plugin("bash")
+        .toml(&format!(
+            "[plugins.bash.config]\nworkspace_root = \"{}\"",
+            root.display()
+        ))
+        .start()
+}
+
 /// Polls `f` until it returns true or `within` passes.
 pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use agentflow_e2e::{eventually, processes_matching, Server};
+use agentflow_e2e::{bash_server_at, eventually, processes_matching, Server};
 use serde_json::{json, Value};
 
 fn bash_server() -> Server {
@@ -104,27 +104,6 @@ fn background_processes_die_with_their_session() {
         "left behind: {:?}",
         processes_matching(&marker)
     );
-}
-
-fn bash_server_at(root: &std::path::Path) -> Server {
-    use std::os::unix::fs::PermissionsExt;
-    // The sandbox's user must pass through the workspace root and its parent.
-    // Bits are only added: the parent is usually the machine's shared /tmp,
-    // whose mode (1777) other programs rely on.
-    for dir in [root.parent().unwrap_or(root), root] {
-        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
-        if mode & 0o011 != 0o011 {
-            std::fs::set_permissions(dir, PermissionsExt::from_mode((mode & 0o7777) | 0o011))
-                .unwrap();
-        }
-    }
-    Server::builder()
-        .plugin("bash")
-        .toml(&format!(
-            "[plugins.bash.config]\nworkspace_root = \"{}\"",
-            root.display()
-        ))
-        .start()
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use agentflow_e2e::{eventually, Server};
+use agentflow_e2e::{bash_server_at, eventually, Server};
 use serde_json::{json, Value};
 
 /// One server-sent event, and when it arrived.
@@ -128,4 +128,30 @@ fn a_client_that_goes_away_cancels_the_call() {
         eventually(Duration::from_secs(10), || marker.exists()),
         "the call went on after its client left"
     );
+}
+
+#[test]
+fn a_bash_command_streams_its_lines_over_http() {
+    let root = tempfile::tempdir().unwrap();
+    let s = bash_server_at(root.path());
+    let started = Instant::now();
+    let (_, _, mut reader) = open(
+        &s,
+        json!({"worker_id": "w-bash", "action": "bash:run",
+               "params": {"command": "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.1; done"}}),
+    );
+    let mut events = Vec::new();
+    while let Some(e) = next_event(&mut reader, started) {
+        events.push(e);
+    }
+    let (result, chunks) = events.split_last().expect("events");
+    assert_eq!(result.name, "result");
+    assert_eq!(result.data["code"], 0, "{}", result.data);
+    let streamed: String = chunks
+        .iter()
+        .map(|c| c.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(streamed, result.data["data"]["stdout"].as_str().unwrap());
+    assert!(chunks.len() >= 3, "lines came in {} chunks", chunks.len());
+    assert!(chunks[0].at + Duration::from_millis(300) < result.at);
 }

@@ -34,6 +34,16 @@ impl CappedBuffer {
         self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
+    /// How many bytes are kept.
+    pub fn kept_len(&self) -> usize {
+        self.kept.len()
+    }
+
+    /// The kept bytes from `start` on.
+    pub fn kept_from(&self, start: usize) -> &[u8] {
+        self.kept.get(start..).unwrap_or_default()
+    }
+
     /// True when bytes were dropped.
     pub fn is_truncated(&self) -> bool {
         self.total > self.kept.len() as u64
@@ -116,6 +126,48 @@ pub fn tail(text: &str, max_chars: usize) -> &str {
         .nth(count - max_chars)
         .map_or(0, |(i, _)| i);
     &text[skip..]
+}
+
+/// Passes a command's output on as it arrives (a streaming call): what each
+/// read added to a stream's kept bytes, as text. A character split between
+/// two reads waits for its other half, so no chunk carries a broken one.
+pub struct Tap<'a> {
+    emit: plugin_api::Emit<'a>,
+    /// Per stream: bytes passed on so far, and the start of a split character.
+    sent: [usize; 2],
+    carry: [Vec<u8>; 2],
+}
+
+impl<'a> Tap<'a> {
+    pub fn new(emit: plugin_api::Emit<'a>) -> Self {
+        Self {
+            emit,
+            sent: [0, 0],
+            carry: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// Passes on what `buffer` (stream `i`: 0 stdout, 1 stderr) kept since last time.
+    pub fn pass(&mut self, i: usize, buffer: &CappedBuffer) {
+        let new = buffer.kept_from(self.sent[i]);
+        if new.is_empty() {
+            return;
+        }
+        self.sent[i] = buffer.kept_len();
+        let mut bytes = std::mem::take(&mut self.carry[i]);
+        bytes.extend_from_slice(new);
+        let valid = match std::str::from_utf8(&bytes) {
+            Ok(_) => bytes.len(),
+            // An incomplete character at the end waits; invalid bytes go as U+FFFD.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => bytes.len(),
+        };
+        self.carry[i] = bytes.split_off(valid);
+        if !bytes.is_empty() {
+            let name = if i == 0 { "stdout" } else { "stderr" };
+            (self.emit)(name, &String::from_utf8_lossy(&bytes));
+        }
+    }
 }
 
 #[cfg(test)]

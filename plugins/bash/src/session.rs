@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::background::{Background, BackgroundError, NewProcess, Started};
 use crate::launch::{self, JoinTarget, LaunchSpec};
+use crate::output::Tap;
 use crate::process::Killer;
 use crate::shell::{Output, RunOutcome, Shell, StartError};
 use crate::spawner::Spawner;
@@ -211,19 +212,25 @@ impl BashSession {
         self.launch.sandbox.as_ref().map(|s| *s.limits())
     }
 
-    /// Runs `command` until it finishes, `deadline` passes or `cancelled()`.
+    /// Runs `command` until it finishes, `deadline` passes or `cancelled()`;
+    /// `tap` passes its output on as it comes (a streaming call).
     pub fn run(
         &self,
         command: &str,
         deadline: Instant,
         cancelled: &dyn Fn() -> bool,
+        tap: Option<&mut Tap<'_>>,
     ) -> Result<Finished, RunError> {
         let mut lease = self.acquire(deadline, cancelled)?;
         let spared = || self.background.session_ids();
-        let outcome =
-            lease
-                .shell_mut()?
-                .run(command, self.output_limit, deadline, cancelled, &spared);
+        let outcome = lease.shell_mut()?.run(
+            command,
+            self.output_limit,
+            deadline,
+            cancelled,
+            &spared,
+            tap,
+        );
         match outcome {
             Ok(RunOutcome::Finished {
                 output,

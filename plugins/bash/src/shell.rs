@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::fd::{poll, poll_fd, set_nonblocking};
 use crate::launch::{self, JoinTarget, LaunchError, LaunchSpec};
-use crate::output::{bytes_in_pipe, read_pipe, CappedBuffer, PipeState};
+use crate::output::{bytes_in_pipe, read_pipe, CappedBuffer, PipeState, Tap};
 use crate::process::{self, Killer, Process};
 use crate::processes::{SessionProcesses, Snapshot};
 use crate::protocol::{self, Status, StatusReader};
@@ -149,7 +149,7 @@ impl Shell {
         };
         let mut output = Output::new(64 * 1024);
         let mut script = Script::new(protocol::BOOTSTRAP);
-        match shell.wait_for(0, &mut script, &mut output, deadline, &|| false)? {
+        match shell.wait_for(0, &mut script, &mut output, deadline, &|| false, &mut None)? {
             Event::Status(status) => {
                 shell.cwd = status.cwd;
                 if let Some(sandbox) = &spec.sandbox {
@@ -207,13 +207,15 @@ impl Shell {
         deadline: Instant,
         cancelled: &dyn Fn() -> bool,
         spared: &dyn Fn() -> Vec<i32>,
+        tap: Option<&mut Tap<'_>>,
     ) -> io::Result<RunOutcome> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let before = self.processes.snapshot();
         let mut script = Script::new(&protocol::command_line(seq, command));
         let mut output = Output::new(output_limit);
-        match self.wait_for(seq, &mut script, &mut output, deadline, cancelled)? {
+        let mut tap = tap;
+        match self.wait_for(seq, &mut script, &mut output, deadline, cancelled, &mut tap)? {
             Event::Status(status) => {
                 self.cwd = status.cwd.clone();
                 Ok(RunOutcome::Finished {
@@ -250,7 +252,7 @@ impl Shell {
             let _ = self.signal_shell(protocol::INTERRUPT_SIGNAL);
             self.processes.kill_started_since(before, &spared());
             let until = (Instant::now() + TICK).min(give_up);
-            match self.wait_for(seq, script, output, until, &|| false)? {
+            match self.wait_for(seq, script, output, until, &|| false, &mut None)? {
                 Event::Status(status) => {
                     self.cwd = status.cwd;
                     return Ok(true);
@@ -294,6 +296,7 @@ impl Shell {
         output: &mut Output,
         until: Instant,
         cancelled: &dyn Fn() -> bool,
+        tap: &mut Option<&mut Tap<'_>>,
     ) -> io::Result<Event> {
         // A pipe that reached EOF stays readable; stop polling it.
         let mut streams_open = [true, true];
@@ -304,6 +307,7 @@ impl Shell {
                 // Records of earlier, abandoned commands are skipped.
                 if status.seq == seq {
                     self.drain_queued(output)?;
+                    pass_on(tap, output);
                     return Ok(Event::Status(status));
                 }
             }
@@ -347,12 +351,14 @@ impl Shell {
                     streams_open[i] = false;
                 }
             }
+            pass_on(tap, output);
             if ready(1) && self.read_status()? == PipeState::Closed {
                 status_open = false;
             }
             if ready(0) {
                 let code = self.process.wait()?;
                 self.drain_queued(output)?;
+                pass_on(tap, output);
                 return Ok(Event::ShellExited(code));
             }
         }
@@ -383,6 +389,14 @@ impl Shell {
             read_pipe(pipe, buffer, Some(queued))?;
         }
         Ok(())
+    }
+}
+
+/// Passes on what the output buffers gained, for a streaming call.
+fn pass_on(tap: &mut Option<&mut Tap<'_>>, output: &Output) {
+    if let Some(tap) = tap {
+        tap.pass(0, &output.stdout);
+        tap.pass(1, &output.stderr);
     }
 }
 

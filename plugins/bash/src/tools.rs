@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ResourceLimits;
-use crate::output::tail;
+use crate::output::{tail, Tap};
 use crate::session::{BashSession, RunError};
 use crate::shell::Output;
 use crate::workspace::PathError;
@@ -184,7 +184,9 @@ pub fn run(
     };
     let call_left = cx.remaining();
     let deadline = Instant::now() + limit.min(call_left);
-    match session.run(&params.command, deadline, &|| cx.is_cancelled()) {
+    let emit = |stream: &str, text: &str| cx.emit(stream, text);
+    let mut tap = cx.is_streaming().then(|| Tap::new(&emit));
+    match session.run(&params.command, deadline, &|| cx.is_cancelled(), tap.as_mut()) {
         Ok(done) => {
             let mut stderr = done.output.stderr.to_text();
             // Only a failed command can have lost a process to the limit.
