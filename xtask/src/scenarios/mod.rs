@@ -8,6 +8,7 @@ mod hotplug;
 mod isolated;
 mod mcp;
 mod rag;
+mod rollouts;
 mod soak;
 mod vm;
 
@@ -98,6 +99,7 @@ pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow:
             Scenario::Isolated => isolated::run(&cx, &mut section).await,
             Scenario::Cluster => cluster::run(&cx, &mut section).await,
             Scenario::Bash => bash::run(&cx, &mut section).await,
+            Scenario::Rollouts => rollouts::run(&cx, &mut section).await,
             Scenario::Vm => vm::run(&cx, &mut section).await,
             Scenario::Rag => rag::run(&cx, &mut section).await,
             Scenario::Hotplug => hotplug::run(&cx, &mut section).await,
@@ -122,6 +124,7 @@ fn title(s: Scenario) -> &'static str {
         Scenario::Isolated => "Isolated plugins",
         Scenario::Cluster => "Many hosts",
         Scenario::Bash => "bash",
+        Scenario::Rollouts => "RL rollouts (bash)",
         Scenario::Vm => "vm",
         Scenario::Rag => "rag",
         Scenario::Hotplug => "Hot-plug",
