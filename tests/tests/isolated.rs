@@ -177,3 +177,36 @@ fn in_process_a_segfault_in_plugin_code_takes_the_host_down() {
         "the host survived a segfault in process"
     );
 }
+
+#[test]
+fn an_isolated_plugin_streams_chunks_and_makes_and_restores_snapshots() {
+    let s = isolated_server();
+    // Streaming: chunks cross the runner's pipe before the result.
+    let res = ureq::post(&format!("{}/execute/stream", s.base))
+        .send_json(json!({"worker_id": "w-iso", "action": "fixture:ticks",
+                          "params": {"count": 3, "interval_ms": 20}}))
+        .unwrap();
+    let text = res.into_string().unwrap();
+    let chunks = text.matches("event: chunk").count();
+    assert_eq!(chunks, 3, "{text}");
+    assert!(text.contains("event: result"), "{text}");
+    assert!(text.find("tick 3").unwrap() < text.find("event: result").unwrap());
+    // Snapshots: made and restored inside the runner.
+    s.post(
+        "/session/create",
+        json!({"worker_id": "src", "resource_type": "fixture"}),
+    );
+    s.execute("src", "fixture:note", json!({"text": "kept"}));
+    let (code, body) = s.post(
+        "/session/snapshot",
+        json!({"worker_id": "src", "resource_type": "fixture", "name": "iso"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = s.post(
+        "/session/create",
+        json!({"worker_id": "copy", "from_snapshot": "iso"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let (_, body) = s.execute("copy", "fixture:note", json!({}));
+    assert_eq!(body["data"]["notes"], json!(["kept"]));
+}

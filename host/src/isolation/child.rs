@@ -195,7 +195,7 @@ impl IsolatedPlugin {
             spawn(&self.library, self.memory_bytes).map_err(PluginError::unavailable)?;
         if let Some(config) = lock(&self.warm_config).clone() {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = exchange(&runner, id, Op::Warmup { config }, None) {
+            if let Err(e) = exchange(&runner, id, Op::Warmup { config }, None, None) {
                 runner.kill();
                 return Err(PluginError::unavailable(format!(
                     "plugin '{}' restarted but its warmup failed: {}",
@@ -216,7 +216,7 @@ impl IsolatedPlugin {
     ) -> Result<(Arc<Runner>, String), PluginError> {
         let runner = self.live()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let text = exchange(&runner, id, op, cancel)?;
+        let text = exchange(&runner, id, op, cancel, None)?;
         Ok((runner, text))
     }
 
@@ -232,6 +232,7 @@ fn exchange(
     id: u64,
     op: Op,
     cancel: Option<&AtomicBool>,
+    emit: Option<plugin_api::Emit<'_>>,
 ) -> Result<String, PluginError> {
     let (tx, rx) = mpsc::channel();
     lock(&runner.waiting).insert(id, tx);
@@ -246,6 +247,12 @@ fn exchange(
     let mut cancelled_at: Option<Instant> = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(Outcome::Chunk { stream, text }) => {
+                if let Some(emit) = emit {
+                    emit(&stream, &text);
+                }
+                continue;
+            }
             Ok(outcome) => return outcome.into_result(),
             Err(RecvTimeoutError::Disconnected) => return Err(runner.death()),
             Err(RecvTimeoutError::Timeout) => {}
@@ -404,6 +411,12 @@ fn read_replies(runner: &Runner, lines: Lines) {
     for line in lines.lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<Reply>(&line) {
+            // A chunk leaves its call waiting for more; anything else ends it.
+            Ok(reply) if matches!(reply.outcome, Outcome::Chunk { .. }) => {
+                if let Some(tx) = lock(&runner.waiting).get(&reply.id) {
+                    let _ = tx.send(reply.outcome);
+                }
+            }
             Ok(reply) => {
                 if let Some(tx) = lock(&runner.waiting).remove(&reply.id) {
                     let _ = tx.send(reply.outcome);
@@ -479,7 +492,7 @@ impl PluginHandle for IsolatedPlugin {
         };
         let Some(runner) = runner else { return Ok(()) };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let result = exchange(&runner, id, Op::Shutdown, None).map(|_| ());
+        let result = exchange(&runner, id, Op::Shutdown, None, None).map(|_| ());
         // Closing stdin ends the runner; one that lingers is killed.
         lock(&runner.stdin).take();
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -527,8 +540,6 @@ impl PluginHandle for IsolatedPlugin {
         params: &Value,
         control: &CallControl<'_>,
     ) -> Result<String, PluginError> {
-        // Chunks a tool emits stay in the runner: a streaming call of an
-        // isolated plugin sends only its final answer.
         let runner = self.live()?;
         if let Some(how) = session_id.and_then(|s| self.broken(s)) {
             return Err(PluginError::new(
@@ -542,12 +553,46 @@ impl PluginHandle for IsolatedPlugin {
             tool: tool.into(),
             params: params.clone(),
             deadline_ms: unix_ms(control.deadline),
+            stream: control.emitter.is_some(),
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        exchange(&runner, id, op, Some(control.cancel))
+        exchange(&runner, id, op, Some(control.cancel), control.emitter)
     }
 
     fn isolated(&self) -> Option<ProcessStatus> {
         Some(self.status())
+    }
+
+    // A snapshot lives in the runner process: it goes with a crash, as the
+    // sessions do (restoring from it then fails with the runner's death).
+    fn snapshot(&self, session_id: &str, snapshot_id: &str) -> Result<String, PluginError> {
+        let op = Op::Snapshot {
+            session: session_id.into(),
+            snapshot: snapshot_id.into(),
+        };
+        self.request(op, None).map(|(_, report)| report)
+    }
+
+    fn restore(
+        &self,
+        session_id: &str,
+        snapshot_id: &str,
+        config: &Value,
+    ) -> Result<(), PluginError> {
+        let op = Op::Restore {
+            session: session_id.into(),
+            snapshot: snapshot_id.into(),
+            config: config.clone(),
+        };
+        let (runner, _) = self.request(op, None)?;
+        lock(&runner.sessions).insert(session_id.to_string());
+        Ok(())
+    }
+
+    fn drop_snapshot(&self, snapshot_id: &str) -> Result<(), PluginError> {
+        let op = Op::DropSnapshot {
+            snapshot: snapshot_id.into(),
+        };
+        self.request(op, None).map(drop)
     }
 }

@@ -35,6 +35,21 @@ pub enum Op {
         params: Value,
         /// Milliseconds since the Unix epoch.
         deadline_ms: u64,
+        /// Send the chunks the tool emits as `chunk` replies before its result.
+        #[serde(default)]
+        stream: bool,
+    },
+    Snapshot {
+        session: String,
+        snapshot: String,
+    },
+    Restore {
+        session: String,
+        snapshot: String,
+        config: Value,
+    },
+    DropSnapshot {
+        snapshot: String,
     },
     /// Sets the cancel flag of the call with this request id.
     Cancel {
@@ -72,6 +87,11 @@ pub enum Outcome {
         kind: u32,
         message: String,
     },
+    /// A chunk of output of a streaming call, sent before its result.
+    Chunk {
+        stream: String,
+        text: String,
+    },
 }
 
 impl Outcome {
@@ -91,6 +111,9 @@ impl Outcome {
             Outcome::Err { kind, message } => {
                 Err(PluginError::new(ErrorKind::from_code(kind), message))
             }
+            Outcome::Chunk { .. } => Err(PluginError::internal(
+                "the plugin process sent a chunk where a result was due",
+            )),
         }
     }
 }
@@ -109,6 +132,7 @@ mod tests {
                 tool: "echo".into(),
                 params: serde_json::json!({"text": "a\nb"}),
                 deadline_ms: 1,
+                stream: false,
             },
         };
         let line = serde_json::to_string(&req).unwrap();

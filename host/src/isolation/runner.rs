@@ -78,14 +78,16 @@ pub fn run(library: &Path) -> ExitCode {
         // up a cancel or another session's call), taken from idle ones.
         let (plugin, out, flags) = (plugin.clone(), out.clone(), flags.clone());
         workers.run(Box::new(move || {
-            let outcome = serve(&plugin, request.id, request.op, &flags);
-            send(
-                &out,
-                &Reply {
-                    id: request.id,
-                    outcome,
-                },
-            );
+            let id = request.id;
+            let emit = |stream: &str, text: &str| {
+                let outcome = Outcome::Chunk {
+                    stream: stream.to_string(),
+                    text: text.to_string(),
+                };
+                send(&out, &Reply { id, outcome });
+            };
+            let outcome = serve(&plugin, id, request.op, &flags, &emit);
+            send(&out, &Reply { id, outcome });
         }));
     }
     // The host closed our stdin (it stopped, or died): end every session.
@@ -141,7 +143,13 @@ impl Workers {
     }
 }
 
-fn serve(plugin: &LoadedPlugin, id: u64, op: Op, flags: &Flags) -> Outcome {
+fn serve(
+    plugin: &LoadedPlugin,
+    id: u64,
+    op: Op,
+    flags: &Flags,
+    emit: plugin_api::Emit<'_>,
+) -> Outcome {
     let done =
         |r: Result<(), plugin_api::PluginError>| Outcome::from_result(r.map(|()| String::new()));
     match op {
@@ -155,6 +163,7 @@ fn serve(plugin: &LoadedPlugin, id: u64, op: Op, flags: &Flags) -> Outcome {
             tool,
             params,
             deadline_ms,
+            stream,
         } => {
             let flag = Arc::new(AtomicBool::new(false));
             flags
@@ -165,7 +174,7 @@ fn serve(plugin: &LoadedPlugin, id: u64, op: Op, flags: &Flags) -> Outcome {
             let control = CallControl {
                 cancel: &flag,
                 deadline,
-                emitter: None,
+                emitter: stream.then_some(emit),
             };
             let r = plugin.call(session.as_deref(), &worker, &tool, &params, &control);
             flags
@@ -174,6 +183,15 @@ fn serve(plugin: &LoadedPlugin, id: u64, op: Op, flags: &Flags) -> Outcome {
                 .remove(&id);
             Outcome::from_result(r)
         }
+        Op::Snapshot { session, snapshot } => {
+            Outcome::from_result(plugin.snapshot(&session, &snapshot))
+        }
+        Op::Restore {
+            session,
+            snapshot,
+            config,
+        } => done(plugin.restore(&session, &snapshot, &config)),
+        Op::DropSnapshot { snapshot } => done(plugin.drop_snapshot(&snapshot)),
         Op::Cancel { .. } => Outcome::Ok(String::new()),
     }
 }
