@@ -15,7 +15,7 @@ use futures::stream::BoxStream;
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientConfig, ClientJsonRpcMessage,
-    ClientRequest, ProtocolVersion,
+    ClientRequest, ProgressNotificationParam, ProgressToken, ProtocolVersion, RequestMetaObject,
 };
 use rmcp::service::{NotificationContext, PeerRequestOptions, RunningService, ServiceError};
 use rmcp::transport::streamable_http_client::{
@@ -176,6 +176,8 @@ impl StreamableHttpClient for Recorder {
 #[derive(Clone, Default)]
 struct Handler {
     tools_changed: Arc<AtomicUsize>,
+    /// `notifications/progress` messages, in order.
+    progress: Arc<Mutex<Vec<String>>>,
 }
 
 impl ClientHandler for Handler {
@@ -185,6 +187,15 @@ impl ClientHandler for Handler {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.tools_changed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let mut seen = self.progress.lock().unwrap();
+        seen.push(params.message.unwrap_or_default());
     }
 }
 
@@ -682,6 +693,37 @@ async fn an_unknown_tool_is_a_protocol_error() {
     // The MCP session is unharmed.
     let r = ok(&m, "fixture_echo", json!({"text": "after"})).await;
     assert_eq!(r["structuredContent"]["text"], "after", "{r}");
+    within(m.client.cancel()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_a_progress_token_hears_each_chunk_before_its_result() {
+    let s = Server::builder().plugin("fixture").start();
+    let m = connect(&s).await;
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params(
+        "fixture_ticks",
+        json!({"count": 4, "interval_ms": 20}),
+    )));
+    let mut meta = RequestMetaObject::default();
+    meta.set_progress_token(ProgressToken(rmcp::model::NumberOrString::String(
+        "ticks-1".into(),
+    )));
+    let options = PeerRequestOptions::no_options().with_meta(meta);
+    let handle = within(m.client.send_request_with_option(request, options))
+        .await
+        .expect("send tools/call");
+    let reply = within(handle.await_response()).await.expect("a result");
+    assert!(format!("{reply:?}").contains("tick 4"), "{reply:?}");
+    // The server sends them before the result; the client may hand them to
+    // its handler a moment later.
+    let progress = m.handler.progress.clone();
+    native(|| {
+        eventually(Duration::from_secs(5), || {
+            progress.lock().unwrap().len() >= 4
+        })
+    });
+    let seen = m.handler.progress.lock().unwrap().clone();
+    assert_eq!(seen, ["tick 1\n", "tick 2\n", "tick 3\n", "tick 4\n"]);
     within(m.client.cancel()).await.unwrap();
 }
 

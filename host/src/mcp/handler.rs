@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
-use super::{catalog, identity, results};
+use super::{catalog, identity, progress, results};
 use crate::core::error::CoreError;
 use crate::core::executor::ExecRequest;
 use crate::core::Core;
@@ -82,6 +82,11 @@ impl McpSession {
                 .unwrap_or_else(PoisonError::into_inner)
                 .insert(backend.name.clone());
         }
+        let progress = progress::relay(context);
+        let (chunks, relaying) = match progress {
+            Some((tx, task)) => (Some(tx), Some(task)),
+            None => (None, None),
+        };
         let report = self
             .core
             .execute(ExecRequest {
@@ -94,9 +99,13 @@ impl McpSession {
                 // them, and both live on one host: a client whose host went
                 // away is told its MCP session is unknown and starts anew.
                 session: None,
-                chunks: None,
+                chunks,
             })
             .await;
+        // Every progress notification goes out before the result.
+        if let Some(task) = relaying {
+            let _ = task.await;
+        }
         results::call_result(report.result)
     }
 }

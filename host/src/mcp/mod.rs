@@ -10,6 +10,7 @@
 mod catalog;
 mod handler;
 mod identity;
+mod progress;
 mod results;
 
 use std::sync::Arc;
