@@ -10,8 +10,10 @@
 //! * its own `/proc` (its PID namespace), a minimal `/dev` (null, zero, full,
 //!   random, urandom, tty, pts/ptmx, shm: no `/dev/kvm`, no disks), its own
 //!   `/tmp` and `/var/tmp` (tmpfs, counted against its memory limit);
-//! * its workspace, read-write at the same path as on the host, and whatever
-//!   else the plugin binds (the vm plugin: the X socket and cookie);
+//! * its workspace, read-write at the same path as on the host (and, for a
+//!   session started from a snapshot, also where the snapshotted session's
+//!   workspace was), and whatever else the plugin binds (the vm plugin: the
+//!   X socket and cookie);
 //! * root of a user namespace of its own with no capabilities, mapped to an
 //!   unprivileged host uid; no further user namespaces (`--disable-userns`);
 //! * its own PID, IPC, UTS and cgroup namespaces, and unless `network =
@@ -153,11 +155,13 @@ pub struct Jail {
     pub inside_id: u32,
 }
 
-/// Bubblewrap's arguments (without `argv[0]`) for `jail`.
+/// Bubblewrap's arguments (without `argv[0]`) for `jail`; the workspace is
+/// also shown at `aliases`.
 pub(crate) fn arguments(
     base: &Base,
     overlays: &[(String, PathBuf)],
     jail: &Jail,
+    aliases: &[PathBuf],
     network: Network,
     tmp_bytes: u64,
     seccomp_fd: i32,
@@ -209,6 +213,9 @@ pub(crate) fn arguments(
     push(&["--dir", "/run", "--dir", "/root"]);
     let workspace = text(&jail.workspace)?;
     push(&["--bind", workspace, workspace]);
+    for alias in aliases {
+        push(&["--bind", workspace, text(alias)?]);
+    }
     for bind in &jail.binds {
         let path = text(&bind.path)?;
         let kind = if bind.writable { "--bind" } else { "--ro-bind" };
@@ -244,15 +251,15 @@ mod tests {
     #[test]
     fn the_network_is_unshared_unless_host() {
         let base = Base::host();
-        let args = arguments(&base, &[], &jail(), Network::None, 1 << 20, 4).unwrap();
+        let args = arguments(&base, &[], &jail(), &[], Network::None, 1 << 20, 4).unwrap();
         assert!(args.iter().any(|a| a == "--unshare-net"));
-        let args = arguments(&base, &[], &jail(), Network::Host, 1 << 20, 4).unwrap();
+        let args = arguments(&base, &[], &jail(), &[], Network::Host, 1 << 20, 4).unwrap();
         assert!(!args.iter().any(|a| a == "--unshare-net"));
     }
 
     #[test]
     fn the_program_comes_last_after_the_workspace_bind() {
-        let args = arguments(&Base::host(), &[], &jail(), Network::None, 1 << 20, 4).unwrap();
+        let args = arguments(&Base::host(), &[], &jail(), &[], Network::None, 1 << 20, 4).unwrap();
         let dash = args.iter().position(|a| a == "--").unwrap();
         assert_eq!(&args[dash + 1..], ["/bin/sh", "-c", "true"]);
         let bind = args.iter().position(|a| a == "--bind").unwrap();
@@ -260,6 +267,30 @@ mod tests {
         assert!(
             tmp < bind,
             "the workspace is bound over the new /tmp, not under it"
+        );
+    }
+
+    #[test]
+    fn aliases_show_the_workspace_again() {
+        let aliases = [PathBuf::from("/tmp/ws/s0")];
+        let args = arguments(
+            &Base::host(),
+            &[],
+            &jail(),
+            &aliases,
+            Network::None,
+            1 << 20,
+            4,
+        )
+        .unwrap();
+        let binds: Vec<(&str, &str)> = args
+            .windows(3)
+            .filter(|w| w[0] == "--bind")
+            .map(|w| (w[1].as_str(), w[2].as_str()))
+            .collect();
+        assert_eq!(
+            binds,
+            [("/tmp/ws/s1", "/tmp/ws/s1"), ("/tmp/ws/s1", "/tmp/ws/s0")]
         );
     }
 }

@@ -10,6 +10,9 @@
 //! layer on the session's disk. Only directories without secrets are shown
 //! this way: `/etc` (shadow, private keys) stays a plain read-only bind,
 //! with root's unreadable files unreadable.
+//!
+//! A session started from a frozen disk (`snapshot.rs`) stacks the frozen
+//! upper layers between the view and its own upper layer.
 
 use std::ffi::CString;
 use std::fs;
@@ -22,8 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::disk::detach;
+use crate::disk::{detach, UPPER};
 use crate::paths::left_by_dead_servers;
+use crate::snapshot::Frozen;
 
 // From <linux/mount.h>; not all are in the `libc` crate.
 const OPEN_TREE_CLONE: libc::c_uint = 1;
@@ -116,16 +120,19 @@ pub struct SessionLayers {
 
 impl SessionLayers {
     /// Mounts one overlay per view at `at/<name>`, upper layers in
-    /// `layers/<name>` (on the session's disk); `owner` owns the upper roots.
+    /// `layers/<name>` (on the session's disk), over the upper layers frozen
+    /// in `from` (if the session was started from a frozen disk); `owner`
+    /// owns the upper roots.
     pub fn mount(
         base: &BaseViews,
+        from: Option<&Frozen>,
         layers: &Path,
         at: &Path,
         owner: (u32, u32),
     ) -> Result<Self, LayerError> {
         let mut made = Self { mounts: Vec::new() };
         for (name, view) in &base.views {
-            let upper = layers.join(name).join("upper");
+            let upper = layers.join(name).join(UPPER);
             let work = layers.join(name).join("work");
             let target = at.join(name);
             for dir in [&upper, &work, &target] {
@@ -136,12 +143,10 @@ impl SessionLayers {
             std::os::unix::fs::chown(&upper, Some(owner.0), Some(owner.1))
                 .and_then(|()| fs::set_permissions(&upper, fs::Permissions::from_mode(0o755)))
                 .map_err(|e| error(&format!("cannot prepare {}", upper.display()), e))?;
-            let options = format!(
-                "lowerdir={},upperdir={},workdir={}",
-                view.display(),
-                upper.display(),
-                work.display()
-            );
+            let mut lowers = from.map_or_else(Vec::new, |f| f.layer_uppers(name));
+            lowers.push(view.clone());
+            let options = overlay_options(&lowers, &upper, &work)
+                .map_err(|e| error("cannot name the overlay's layers", e))?;
             mount_overlay(&target, &options).map_err(|e| {
                 error(
                     &format!("cannot mount an overlay on {}", target.display()),
@@ -172,7 +177,47 @@ fn c_path(path: &Path) -> io::Result<CString> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in a path"))
 }
 
-fn mount_overlay(target: &Path, options: &str) -> io::Result<()> {
+/// Overlay mount options: `lowers` top first. Characters the kernel splits
+/// options and layers at are escaped.
+pub(crate) fn overlay_options(lowers: &[PathBuf], upper: &Path, work: &Path) -> io::Result<String> {
+    let escape = |path: &Path| -> io::Result<String> {
+        let text = path.to_str().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("path {} is not UTF-8", path.display()),
+            )
+        })?;
+        Ok(text
+            .replace('\\', "\\\\")
+            .replace(',', "\\,")
+            .replace(':', "\\:"))
+    };
+    let lowers = lowers
+        .iter()
+        .map(|p| escape(p))
+        .collect::<io::Result<Vec<_>>>()?;
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        escape(upper)?,
+        escape(work)?
+    );
+    // The kernel reads mount options from one page.
+    if options.len() >= 4096 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} layers take {} bytes of mount options, more than the kernel's 4095",
+                lowers.len() + 1,
+                options.len()
+            ),
+        ));
+    }
+    Ok(options)
+}
+
+/// Mounts an overlay with `options` on `target`.
+pub(crate) fn mount_overlay(target: &Path, options: &str) -> io::Result<()> {
     let target = c_path(target)?;
     let options = CString::new(options)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in overlay options"))?;
@@ -299,5 +344,26 @@ fn remove_stale(parent: &Path) {
             }
         }
         let _ = fs::remove_dir(&dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_options_escape_separators_and_fit_a_page() {
+        let options = overlay_options(
+            &[PathBuf::from("/a:b"), PathBuf::from("/c,d")],
+            Path::new("/u\\p"),
+            Path::new("/w"),
+        )
+        .unwrap();
+        assert_eq!(options, r"lowerdir=/a\:b:/c\,d,upperdir=/u\\p,workdir=/w");
+        let many: Vec<PathBuf> = (0..100)
+            .map(|i| PathBuf::from(format!("/{i:060}")))
+            .collect();
+        let err = overlay_options(&many, Path::new("/u"), Path::new("/w")).unwrap_err();
+        assert!(err.to_string().contains("4095"), "{err}");
     }
 }

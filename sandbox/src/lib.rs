@@ -17,9 +17,11 @@
 //! mechanism: a **disk** per workspace (`disk.rs`), **writable layers** over
 //! `/usr` and `/opt` (kernel overlayfs on idmapped mounts, `layers.rs`),
 //! per-session **cgroups** (memory, processes, CPU; `cgroup.rs`),
-//! the **seccomp** deny list (`seccomp.rs`, compiled with `seccompiler`), and
+//! the **seccomp** deny list (`seccomp.rs`, compiled with `seccompiler`),
 //! running bubblewrap as an **unprivileged host user** when the server is root
-//! (`enter.rs`), so that root inside the sandbox is nobody outside.
+//! (`enter.rs`), so that root inside the sandbox is nobody outside, and
+//! **frozen copies** of session disks that new sessions start from, sharing
+//! them through overlayfs (`snapshot.rs`: snapshots and forks).
 //!
 //! What a sandboxed program sees is listed in `bwrap.rs`; a session's sandbox
 //! is `session.rs`, errors `error.rs`, what status shows `status.rs`.
@@ -61,6 +63,7 @@ pub mod layers;
 mod paths;
 pub mod seccomp;
 mod session;
+pub mod snapshot;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -78,6 +81,7 @@ use crate::layers::BaseViews;
 pub use crate::paths::ensure_passable;
 use crate::paths::{find_program, TempDir};
 pub use crate::session::{SandboxedCommand, SessionSandbox};
+pub use crate::snapshot::{FreezeError, Freezer, Frozen};
 pub use crate::status::{SandboxStatus, NO_SANDBOX_WARNING};
 
 /// The `PATH` of sandboxed programs: the host's may name directories the

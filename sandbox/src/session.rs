@@ -28,6 +28,8 @@ pub struct SessionSandbox {
     /// The operator's image this session's root is made of (`None`: the host's).
     image: Option<String>,
     layers: Option<SessionLayers>,
+    /// More paths the workspace is shown at (see [`SessionSandbox::show_workspace_also_at`]).
+    aliases: Vec<PathBuf>,
 }
 
 impl SessionSandbox {
@@ -43,6 +45,7 @@ impl SessionSandbox {
             limits,
             image,
             layers: None,
+            aliases: Vec::new(),
         }
     }
 
@@ -53,7 +56,8 @@ impl SessionSandbox {
 
     /// Gives the session writable layers over the host's `/usr` and `/opt`,
     /// kept on `disk` (nothing when the server is not root: no idmapped
-    /// views, the directories stay read-only).
+    /// views, the directories stay read-only). A disk started from a frozen
+    /// one shows the frozen layers' files too.
     pub fn mount_layers(&mut self, disk: &SessionDisk) -> Result<(), SandboxError> {
         let Some(views) = &self.root().views else {
             return Ok(());
@@ -61,6 +65,7 @@ impl SessionSandbox {
         let owner = self.sandbox.inner.identity.unwrap_or((0, 0));
         self.layers = Some(SessionLayers::mount(
             views,
+            disk.from().map(|f| &**f),
             &disk.layers_dir(),
             &disk.overlay_dir(),
             owner,
@@ -75,6 +80,14 @@ impl SessionSandbox {
             .as_ref()
             .and_then(|name| inner.images.get(name))
             .unwrap_or(&inner.host)
+    }
+
+    /// Shows the session's workspace also at `paths` inside the sandbox
+    /// (for sessions started from a snapshot: where the workspace was, so
+    /// that absolute paths written into its files, a virtualenv's scripts
+    /// say, still lead to it). Applies to programs started afterwards.
+    pub fn show_workspace_also_at(&mut self, paths: Vec<PathBuf>) {
+        self.aliases = paths;
     }
 
     /// The operator's image the session runs on (`None`: the host's base).
@@ -101,6 +114,7 @@ impl SessionSandbox {
                 &self.root().base,
                 self.layers.as_ref().map_or(&[][..], |l| l.mounts()),
                 jail,
+                &self.aliases,
                 inner.config.network,
                 self.limits.tmp_bytes,
                 seccomp_fd,

@@ -110,3 +110,118 @@ fn input_reaches_a_background_program_and_the_session_end_takes_it_down() {
         processes_matching(&marker)
     );
 }
+
+/// `bash:run` in the worker's session; its stdout.
+fn sh(s: &Server, worker: &str, command: &str) -> String {
+    let out = call(s, worker, "bash:run", json!({ "command": command }));
+    assert_eq!(out["return_code"], 0, "{worker}: {command}: {out}");
+    out["stdout"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_set_up_session_forks_eight_ways_into_independent_copies() {
+    let root = tempfile::tempdir().unwrap();
+    let s = bash_server_at(root.path());
+    let src = "rollout-setup";
+    s.post(
+        "/session/create",
+        json!({"worker_id": src, "resource_type": "bash"}),
+    );
+    sh(
+        &s,
+        src,
+        "mkdir -p repo/src && echo 'fn main() {}' > repo/src/main.rs && echo token > ~/.netrc-test \
+         && cd repo && export STAGE=installed && LOCAL=shell-only && greet() { echo hi $1; } \
+         && alias ll='ls -l' && set -o pipefail",
+    );
+    // A process running at snapshot time is left behind, and listed.
+    call(
+        &s,
+        src,
+        "bash:start",
+        json!({"command": "sleep 300", "name": "left"}),
+    );
+    let targets: Vec<String> = (0..8).map(|i| format!("rollout-{i}")).collect();
+    let (code, body) = s.post(
+        "/session/fork",
+        json!({"worker_id": src, "resource_type": "bash", "target_worker_ids": targets}),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["data"]["created"], 8);
+    let left = body["data"]["snapshot"]["report"]["left_behind"].to_string();
+    assert!(left.contains("sleep 300"), "{body}");
+    for t in &targets {
+        let state = sh(
+            &s,
+            t,
+            "pwd; cat src/main.rs; cat ~/.netrc-test; echo $STAGE $LOCAL; greet x; alias ll; shopt -o pipefail | tr -s ' \\t' ' '",
+        );
+        let lines: Vec<&str> = state.lines().collect();
+        assert!(lines[0].ends_with("/repo"), "{t}: {state}");
+        assert_eq!(
+            lines[1..4],
+            ["fn main() {}", "token", "installed shell-only"],
+            "{t}: {state}"
+        );
+        assert_eq!(lines[4], "hi x", "{t}: {state}");
+        assert!(lines[5].contains("ls -l"), "{t}: {state}");
+        assert_eq!(lines[6].trim(), "pipefail on", "{t}: {state}");
+    }
+    // Independent: a write in one fork is seen neither by another nor by the source.
+    sh(
+        &s,
+        "rollout-0",
+        "echo mine > only-0.txt && echo changed > src/main.rs",
+    );
+    assert_eq!(
+        sh(
+            &s,
+            "rollout-1",
+            "ls only-0.txt 2>/dev/null; cat src/main.rs"
+        ),
+        "fn main() {}\n"
+    );
+    assert_eq!(
+        sh(&s, src, "ls only-0.txt 2>/dev/null; cat src/main.rs"),
+        "fn main() {}\n"
+    );
+    // The processes of the source were not carried.
+    let listed = call(&s, "rollout-2", "bash:processes", json!({}));
+    assert_eq!(
+        listed["processes"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
+}
+
+#[test]
+fn a_snapshot_starts_three_sessions_and_outlives_its_source() {
+    let root = tempfile::tempdir().unwrap();
+    let s = bash_server_at(root.path());
+    s.post(
+        "/session/create",
+        json!({"worker_id": "base", "resource_type": "bash"}),
+    );
+    sh(&s, "base", "echo 42 > answer && export ANSWER=42");
+    let (code, body) = s.post(
+        "/session/snapshot",
+        json!({"worker_id": "base", "resource_type": "bash", "name": "answer", "pinned": true}),
+    );
+    assert_eq!(code, 200, "{body}");
+    s.post(
+        "/session/destroy",
+        json!({"worker_id": "base", "resource_type": "bash"}),
+    );
+    for w in ["t1", "t2", "t3"] {
+        let (code, body) = s.post(
+            "/session/create",
+            json!({"worker_id": w, "from_snapshot": "answer"}),
+        );
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(sh(&s, w, "cat answer; echo $ANSWER"), "42\n42\n");
+    }
+    let (code, _) = s.post("/snapshot/delete", json!({"name": "answer"}));
+    assert_eq!(code, 200);
+    // Sessions started from it go on after it is deleted.
+    assert_eq!(sh(&s, "t2", "cat answer"), "42\n");
+}

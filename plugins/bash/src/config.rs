@@ -136,7 +136,67 @@ pub struct SessionConfig {
     pub image: Option<String>,
 }
 
+/// What a restored session's config changes once the snapshot's shell state
+/// is restored (see [`SessionConfig::restored_with`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// Variables to export.
+    pub env: BTreeMap<String, String>,
+    /// A directory to change to, relative to the session's directory.
+    pub cwd: Option<String>,
+}
+
 impl SessionConfig {
+    /// The config of a session restored from a snapshot of a session whose
+    /// config was `self`, asked for with `given` (the plugin's session
+    /// defaults overlaid with the client's config, as for a fresh session):
+    ///
+    /// * the snapshot's image (the files were made on it: another is refused);
+    /// * the snapshot's limits, each field `given` names replaced by its
+    ///   value, checked against the server's as for a fresh session (a
+    ///   client may ask for less than the server allows, never more);
+    /// * the snapshot's `env` and `cwd`; entries of `given`'s `env` and a
+    ///   `cwd` that differ from the snapshot's are [`Changes`], applied after
+    ///   its shell state (so the defaults every config carries do not undo
+    ///   what the shell changed since).
+    pub fn restored_with(&self, given: &SessionConfig) -> Result<(SessionConfig, Changes), String> {
+        if given.image.is_some() && given.image != self.image {
+            return Err(format!(
+                "session config image: the snapshot's files were made on {}; a session \
+                 restored from it runs there (leave image out)",
+                self.image
+                    .as_deref()
+                    .map_or("the host's base".to_string(), |i| format!("image '{i}'"))
+            ));
+        }
+        let limits = match (&self.limits, &given.limits) {
+            (Value::Object(snapshot), Value::Object(asked)) => {
+                let mut merged = snapshot.clone();
+                merged.extend(asked.iter().map(|(k, v)| (k.clone(), v.clone())));
+                Value::Object(merged)
+            }
+            (snapshot, Value::Null) => snapshot.clone(),
+            (_, asked) => asked.clone(),
+        };
+        let changes = Changes {
+            env: given
+                .env
+                .iter()
+                .filter(|(name, value)| self.env.get(*name) != Some(*value))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+            cwd: given
+                .cwd
+                .clone()
+                .filter(|cwd| Some(cwd) != self.cwd.as_ref()),
+        };
+        let config = SessionConfig {
+            limits,
+            ..self.clone()
+        };
+        Ok((config, changes))
+    }
+
     /// The session's sandbox limits: the server's, tightened by the client's.
     pub fn sandbox_limits(&self, server: &Limits) -> Result<Limits, String> {
         server.tightened_by(&self.limits)
@@ -259,6 +319,46 @@ mod tests {
             SessionConfig::parse(&json!({"cwd": "work", "env": {"A": "1", "B": "two"}})).unwrap();
         assert_eq!(config.cwd.as_deref(), Some("work"));
         assert_eq!(config.env.get("B").map(String::as_str), Some("two"));
+    }
+
+    #[test]
+    fn a_restored_session_keeps_the_snapshots_config_but_for_what_changed() {
+        let snapshot = SessionConfig::parse(&json!({
+            "env": {"A": "1", "B": "2"},
+            "cwd": "src",
+            "limits": {"memory_bytes": 300 * MIB, "processes": 64},
+        }))
+        .unwrap();
+        let given = SessionConfig::parse(&json!({
+            "env": {"A": "1", "B": "3", "C": "4"},
+            "limits": {"processes": 32},
+        }))
+        .unwrap();
+        let (config, changes) = snapshot.restored_with(&given).unwrap();
+        assert_eq!(config.env, snapshot.env);
+        assert_eq!(config.cwd.as_deref(), Some("src"));
+        assert_eq!(
+            config.limits,
+            json!({"memory_bytes": 300 * MIB, "processes": 32})
+        );
+        let changed: Vec<(&str, &str)> = changes
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(changed, [("B", "3"), ("C", "4")]);
+        assert_eq!(changes.cwd, None);
+        let (_, changes) = snapshot
+            .restored_with(&SessionConfig::parse(&json!({"cwd": "other"})).unwrap())
+            .unwrap();
+        assert_eq!(changes.cwd.as_deref(), Some("other"));
+        let err = snapshot
+            .restored_with(&SessionConfig::parse(&json!({"image": "alpine"})).unwrap())
+            .unwrap_err();
+        assert!(
+            err.contains("image") && err.contains("host's base"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -23,6 +23,15 @@
 //!   comes back to. See `background.rs` and `tools/background.rs`.
 //! * `info` (hidden): isolation mode, directories and limits.
 //!
+//! # Snapshots (capability `snapshots`)
+//!
+//! A session can be snapshotted and any number of sessions started from the
+//! snapshot (the host's `/session/snapshot`, `/session/fork`, `from_snapshot`):
+//! they get the session's files (workspace, `$HOME`, what was installed into
+//! its writable layers) and its shell's state (working directory,
+//! variables, functions, aliases, options), not its processes. Restoring
+//! copies no files. See `snapshot.rs`; not with `isolation = "none"`.
+//!
 //! # Time limits
 //!
 //! A command may run for `min(timeout param or default_timeout_secs, the
@@ -113,6 +122,8 @@
 //!   without namespaces).
 //! * `spawner.rs`: the thread that forks every shell.
 //! * `workspace.rs`: session directories and file access confined with `openat2`.
+//! * `snapshot.rs`: snapshots and sessions restored from them;
+//!   `shell_state.rs`: a shell's state as a script of builtins.
 
 mod background;
 mod config;
@@ -124,6 +135,8 @@ mod processes;
 mod protocol;
 mod session;
 mod shell;
+mod shell_state;
+mod snapshot;
 mod spawner;
 mod tools;
 mod workspace;
@@ -133,19 +146,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use plugin_api::{export_plugin, Plugin, PluginError, PluginInfo, SessionModel, Tools};
-use sandbox::{Disks, Sandbox, SandboxStatus};
+use sandbox::{Disks, Freezer, Frozen, Sandbox, SandboxStatus};
 use serde_json::Value;
 
 pub use crate::config::{PluginConfig, ResourceLimits, SessionConfig};
 use crate::launch::{LaunchSpec, SANDBOX_PATH};
 pub use crate::session::BashSession;
+use crate::snapshot::{Origin, Snapshots};
 use crate::spawner::Spawner;
-use crate::workspace::WorkspaceRoot;
+use crate::workspace::{NewDisk, WorkspaceRoot};
 
 /// The bash plugin: what its warmup established.
 #[derive(Debug)]
 pub struct BashPlugin {
     settings: Arc<Settings>,
+    snapshots: Snapshots,
 }
 
 /// What warmup established; sessions are created from it.
@@ -158,6 +173,8 @@ pub(crate) struct Settings {
     pub(crate) sandbox: Option<Sandbox>,
     /// Workspace disks (`None` without a sandbox or with `disk_bytes = 0`).
     pub(crate) disks: Option<Disks>,
+    /// Freezes disks for snapshots (`None` without disks).
+    pub(crate) freezer: Option<Freezer>,
     pub(crate) spawner: Arc<Spawner>,
 }
 
@@ -171,6 +188,7 @@ impl Plugin for BashPlugin {
             "A persistent bash shell per session, in a sandbox of its own",
             SessionModel::PerWorker,
         )
+        .with_capability(PluginInfo::SNAPSHOTS)
     }
 
     fn tools() -> Tools<Self> {
@@ -277,6 +295,10 @@ impl Plugin for BashPlugin {
                 .map_err(|e| PluginError::unavailable(e.to_string()))?,
             None => None,
         };
+        // Also when there are no disks: it removes what a killed server left.
+        let freezer = Freezer::prepare(&root.path().join(".snapshots"))
+            .map_err(|e| PluginError::unavailable(e.to_string()))?;
+        let freezer = disks.is_some().then_some(freezer);
         let spawner =
             Arc::new(Spawner::start().map_err(|e| {
                 PluginError::internal(format!("cannot start the spawner thread: {e}"))
@@ -287,6 +309,7 @@ impl Plugin for BashPlugin {
             shell,
             sandbox,
             disks,
+            freezer,
             spawner,
         };
         settings.probe()?;
@@ -294,13 +317,44 @@ impl Plugin for BashPlugin {
         // session holds the settings.
         Ok(Self {
             settings: Arc::new(settings),
+            snapshots: Snapshots::default(),
         })
+    }
+
+    fn shutdown(&self) {
+        self.snapshots.clear();
+        if let Some(freezer) = &self.settings.freezer {
+            freezer.close();
+        }
     }
 
     fn initialize(&self, session_id: &str, config: &Value) -> Result<BashSession, PluginError> {
         let settings = self.settings();
-        let session_config = SessionConfig::parse(config).map_err(PluginError::invalid_params)?;
-        settings.start_session(session_id, &session_config)
+        let config = SessionConfig::parse(config).map_err(PluginError::invalid_params)?;
+        let origin = Origin {
+            config,
+            former_dirs: Vec::new(),
+        };
+        settings.start_session(session_id, origin, None)
+    }
+
+    fn snapshot(&self, session: &BashSession, snapshot_id: &str) -> Result<Value, PluginError> {
+        self.snapshots.take(&self.settings, session, snapshot_id)
+    }
+
+    fn restore(
+        &self,
+        session_id: &str,
+        snapshot_id: &str,
+        config: &Value,
+    ) -> Result<BashSession, PluginError> {
+        self.snapshots
+            .restore(&self.settings, session_id, snapshot_id, config)
+    }
+
+    fn drop_snapshot(&self, snapshot_id: &str) -> Result<(), PluginError> {
+        self.snapshots.forget(snapshot_id);
+        Ok(())
     }
 
     fn cleanup(&self, session: &BashSession) -> Result<(), PluginError> {
@@ -323,12 +377,16 @@ impl BashPlugin {
 }
 
 impl Settings {
-    /// Creates a session: its sandbox, its directory, then its shell.
-    fn start_session(
+    /// Creates a session: its sandbox, its directory, then its shell; with
+    /// `from`, its files start as those frozen there and its shell starts in
+    /// its directory (the caller restores the shell's state).
+    pub(crate) fn start_session(
         &self,
         session_id: &str,
-        config: &SessionConfig,
+        origin: Origin,
+        from: Option<&Arc<Frozen>>,
     ) -> Result<BashSession, PluginError> {
+        let config = &origin.config;
         let mut sandbox = match &self.sandbox {
             Some(sandbox) => {
                 let limits = config
@@ -356,8 +414,16 @@ impl Settings {
             None => None,
         };
         let disk = match (&self.disks, &sandbox) {
-            (Some(disks), Some(sandbox)) if sandbox.limits().disk_bytes > 0 => {
-                Some((disks, sandbox.limits().disk_bytes))
+            (Some(disks), Some(sandbox)) if sandbox.limits().disk_bytes > 0 => Some(NewDisk {
+                disks,
+                bytes: sandbox.limits().disk_bytes,
+                from: from.cloned(),
+            }),
+            _ if from.is_some() => {
+                return Err(PluginError::unsupported(
+                    "a session restored from a snapshot needs a workspace disk, and this \
+                     server has none (sandbox.limits.disk_bytes = 0)",
+                ))
             }
             _ => None,
         };
@@ -377,9 +443,12 @@ impl Settings {
                     "cannot give the session its writable layers: {e}"
                 )));
             }
+            // Absolute paths in the snapshot's files lead to the workspace.
+            sandbox.show_workspace_also_at(origin.former_dirs.clone());
         }
         let sandbox = sandbox.map(Arc::new);
         let cwd = match &config.cwd {
+            Some(_) if from.is_some() => dir.path().to_path_buf(),
             None => dir.path().to_path_buf(),
             Some(cwd) => match dir.create_dir(cwd) {
                 Ok(path) => path,
@@ -398,6 +467,7 @@ impl Settings {
             self.spawner.clone(),
             self.config.output_limit_bytes,
             self.config.max_background_processes,
+            origin,
         )
         .map_err(|e| PluginError::unavailable(format!("cannot start the session's shell: {e}")))
     }
@@ -452,7 +522,7 @@ impl Settings {
     /// and the sandbox at once, so that warmup fails rather than the first call.
     fn probe(&self) -> Result<(), PluginError> {
         let session = self
-            .start_session("warmup-probe", &SessionConfig::default())
+            .start_session("warmup-probe", Origin::default(), None)
             .map_err(|e| {
                 PluginError::new(
                     e.kind,

@@ -98,6 +98,18 @@ impl SessionProcesses {
             .collect()
     }
 
+    /// The command line of process `pid` (its arguments joined by spaces;
+    /// empty for a kernel thread or a process that is gone).
+    pub fn command_line(&self, pid: i32) -> String {
+        let bytes = fs::read(self.proc_dir.join(format!("{pid}/cmdline"))).unwrap_or_default();
+        bytes
+            .split(|b| *b == 0)
+            .filter(|arg| !arg.is_empty())
+            .map(String::from_utf8_lossy)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// What exists now, to compare against later.
     pub fn snapshot(&self) -> Snapshot {
         let mut snapshot = Snapshot::default();

@@ -53,7 +53,8 @@ pub fn command_line(seq: u64, command: &str) -> String {
     )
 }
 
-fn single_quote(text: &str) -> String {
+/// `text` as one single-quoted word of bash.
+pub fn single_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 

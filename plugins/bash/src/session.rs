@@ -11,6 +11,9 @@
 //! The session also owns its background processes (`background.rs`): they
 //! start in the current shell's sandbox and directory, may start while a
 //! command holds the shell, and end with the session.
+//!
+//! Snapshots (`snapshot.rs`) run their own commands in the shell
+//! ([`BashSession::run_internal`]), between the session's commands.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -21,6 +24,7 @@ use crate::launch::{self, JoinTarget, LaunchSpec};
 use crate::output::Tap;
 use crate::process::Killer;
 use crate::shell::{Output, RunOutcome, Shell, StartError};
+use crate::snapshot::Origin;
 use crate::spawner::Spawner;
 use crate::workspace::SessionDir;
 
@@ -74,6 +78,8 @@ pub struct BashSession {
     state: Mutex<State>,
     idle: Condvar,
     background: Background,
+    /// Its config and former directories, for snapshots of it.
+    origin: Origin,
 }
 
 #[derive(Debug, Default)]
@@ -99,13 +105,14 @@ impl BashSession {
     /// Starts the session's shell in `dir`. Output is kept up to
     /// `output_limit` bytes per stream (per command; for background
     /// processes, their newest bytes); at most `max_background` background
-    /// processes may be unfinished at a time.
+    /// processes may be unfinished at a time. `origin` is kept for snapshots.
     pub fn start(
         dir: SessionDir,
         launch: LaunchSpec,
         spawner: Arc<Spawner>,
         output_limit: usize,
         max_background: usize,
+        origin: Origin,
     ) -> Result<Self, StartError> {
         let shell = Shell::start(&spawner, &launch, Instant::now() + START_TIMEOUT);
         let shell = match shell {
@@ -129,7 +136,64 @@ impl BashSession {
             }),
             idle: Condvar::new(),
             background: Background::new(max_background, output_limit),
+            origin,
         })
+    }
+
+    /// Where the session came from (its config, its former directories).
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Runs `script` in the shell for the plugin itself (snapshots), once no
+    /// other command holds the shell (until `deadline`), keeping `limit`
+    /// bytes of each stream; the result is the plugin's, not a result of the
+    /// session's (a replaced shell is still reported to the session's next
+    /// command). `then` runs while the shell is still held, so no command of
+    /// the session runs meanwhile.
+    pub fn run_internal<R>(
+        &self,
+        script: &str,
+        limit: usize,
+        deadline: Instant,
+        then: impl FnOnce(&Shell) -> R,
+    ) -> Result<(Finished, R), RunError> {
+        let mut lease = self.acquire(deadline, &|| false)?;
+        let spared = || self.background.session_ids();
+        let shell = lease.shell_mut()?;
+        match shell.run(script, limit, deadline, &|| false, &spared, None) {
+            Ok(RunOutcome::Finished {
+                output,
+                return_code,
+                cwd,
+            }) => {
+                let then = then(shell);
+                let finished = Finished {
+                    output,
+                    return_code,
+                    cwd,
+                    shell_restarted: false,
+                };
+                Ok((finished, then))
+            }
+            Ok(RunOutcome::ShellExited { output, .. }) => {
+                let _ = lease.replace_shell();
+                Err(RunError::Broken(format!(
+                    "the session's shell ended (it was replaced by a fresh one): {}",
+                    output.stderr.to_text().trim()
+                )))
+            }
+            Ok(RunOutcome::Stopped { output, shell_kept }) => {
+                if !shell_kept {
+                    let _ = lease.replace_shell();
+                }
+                Err(RunError::Stopped { output, shell_kept })
+            }
+            Err(e) => {
+                let _ = lease.replace_shell();
+                Err(RunError::Io(e))
+            }
+        }
     }
 
     /// The session's background processes.

@@ -191,6 +191,11 @@ impl Shell {
         self.process.killer()
     }
 
+    /// The session's processes, as this shell sees them.
+    pub fn processes(&self) -> &SessionProcesses {
+        &self.processes
+    }
+
     /// In a sandbox, the shell as a process whose namespaces others can join.
     pub fn join_target(&self) -> Option<JoinTarget> {
         self.sandboxed_shell.clone()

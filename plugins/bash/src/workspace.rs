@@ -13,9 +13,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use sandbox::{Disks, SessionDisk, SessionSandbox};
+use sandbox::{Disks, FreezeError, Freezer, Frozen, SessionDisk, SessionSandbox};
 
 /// Why a client's path was not used.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,17 @@ impl PathError {
             _ => true,
         }
     }
+}
+
+/// The disk a new session directory gets.
+#[derive(Debug)]
+pub struct NewDisk<'a> {
+    /// Where it comes from.
+    pub disks: &'a Disks,
+    /// Its size.
+    pub bytes: u64,
+    /// The frozen disk its files start from (a restored session's).
+    pub from: Option<Arc<Frozen>>,
 }
 
 /// The directory that holds all session directories.
@@ -106,13 +117,13 @@ impl WorkspaceRoot {
 
     /// Mounts the session's disk on the new directory `path` (its root
     /// belongs to the sandbox's user), or gives the directory to that user.
-    fn finish_session_dir(
-        &self,
-        path: &Path,
-        disk: Option<(&Disks, u64)>,
-    ) -> io::Result<SessionDir> {
+    fn finish_session_dir(&self, path: &Path, disk: Option<NewDisk<'_>>) -> io::Result<SessionDir> {
         let disk = match disk {
-            Some((disks, bytes)) => Some(disks.attach(path, bytes).map_err(io::Error::other)?),
+            Some(new) => Some(
+                new.disks
+                    .attach_from(path, new.bytes, new.from)
+                    .map_err(io::Error::other)?,
+            ),
             None => None,
         };
         let owned = match self.owner {
@@ -135,11 +146,11 @@ impl WorkspaceRoot {
     }
 
     /// Creates a fresh directory (mode 0700) for a session, named after its
-    /// id, with a disk of `bytes` from `disks` mounted on it when given.
+    /// id, with `disk` mounted on it when given.
     pub fn create_session_dir(
         &self,
         session_id: &str,
-        disk: Option<(&Disks, u64)>,
+        mut disk: Option<NewDisk<'_>>,
     ) -> io::Result<SessionDir> {
         let base = dir_name_for(session_id);
         // A name can be taken by a live session of another host sharing the
@@ -153,7 +164,7 @@ impl WorkspaceRoot {
             let path = self.path.join(&name);
             match DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => {
-                    let made = self.finish_session_dir(&path, disk);
+                    let made = self.finish_session_dir(&path, disk.take());
                     if made.is_err() {
                         let _ = fs::remove_dir(&path);
                     }
@@ -319,6 +330,16 @@ impl SessionDir {
             Some(disk) => sandbox.mount_layers(disk),
             None => Ok(()),
         }
+    }
+
+    /// Freezes the directory's files (its disk, with the session's layers)
+    /// with `freezer`; `Ok(None)` when it has no disk of its own.
+    pub fn freeze(&self, freezer: &Freezer) -> Result<Option<Arc<Frozen>>, FreezeError> {
+        let disk = self
+            .disk
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        disk.as_ref().map(|disk| freezer.freeze(disk)).transpose()
     }
 
     /// Deletes the directory and everything in it (a disk of its own is

@@ -46,9 +46,16 @@ async fn polling(cx: &Ctx<'_>, section: &mut Section, server: &Server) -> anyhow
     let w = "bench-poll";
     api.create_session(w, "bash", json!({})).await?;
     let started = api
-        .execute(w, "bash:start", json!({"command": "while sleep 0.05; do echo tick; done"}))
+        .execute(
+            w,
+            "bash:start",
+            json!({"command": "while sleep 0.05; do echo tick; done"}),
+        )
         .await?;
-    let id = started["data"]["id"].as_str().context("bash:start gave no id")?.to_string();
+    let id = started["data"]["id"]
+        .as_str()
+        .context("bash:start gave no id")?
+        .to_string();
     let poll = Req::post(
         "output",
         "/execute",
@@ -106,18 +113,21 @@ async fn forking(
             "/execute",
             json!({"worker_id": src, "action": "bash:run", "timeout": 600,
                    "params": {"command": format!(
-                       "mkdir -p data && for i in $(seq 1 {CHANGED_MB}); do head -c 1048576 /dev/urandom > data/f$i; done && du -sm data | cut -f1"
+                       "mkdir -p data && for i in $(seq 1 {CHANGED_MB}); do head -c 1048576 /dev/urandom > data/f$i; done && cat data/* | wc -c"
                    )}}),
         )
         .await?;
+    let bytes = (CHANGED_MB * 1024 * 1024).to_string();
     ensure!(
-        made["data"]["stdout"].as_str().map(str::trim) == Some(&CHANGED_MB.to_string()),
+        made["data"]["stdout"].as_str().map(str::trim) == Some(bytes.as_str()),
         "the source session did not get its {CHANGED_MB} MB: {made}"
     );
     let mut fork_times = Vec::new();
     let mut fork_disk = 0.0;
     for round in 0..cx.plan.repeats.clamp(1, 3) {
-        let targets: Vec<String> = (0..FORKS).map(|i| format!("bench-fork-{round}-{i}")).collect();
+        let targets: Vec<String> = (0..FORKS)
+            .map(|i| format!("bench-fork-{round}-{i}"))
+            .collect();
         let before = disk_bytes(root)?;
         let t = Instant::now();
         let forked = api
@@ -127,19 +137,29 @@ async fn forking(
             )
             .await?;
         fork_times.push(t.elapsed());
-        ensure!(forked["data"]["created"] == FORKS, "the fork answered {forked}");
+        ensure!(
+            forked["data"]["created"] == FORKS,
+            "the fork answered {forked}"
+        );
         fork_disk = disk_bytes(root)? - before;
         let seen = api
-            .execute(&targets[FORKS - 1], "bash:run", json!({"command": "du -sm data | cut -f1"}))
+            .execute(
+                &targets[FORKS - 1],
+                "bash:run",
+                json!({"command": "cat data/* | wc -c"}),
+            )
             .await?;
         ensure!(
-            seen["data"]["stdout"].as_str().map(str::trim) == Some(&CHANGED_MB.to_string()),
+            seen["data"]["stdout"].as_str().map(str::trim) == Some(bytes.as_str()),
             "a fork does not see the source's files: {seen}"
         );
         for t in &targets {
             api.destroy_session(t, "bash").await?;
         }
-        let name = forked["data"]["snapshot"]["name"].as_str().unwrap_or_default().to_string();
+        let name = forked["data"]["snapshot"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         api.post("/snapshot/delete", json!({"name": name})).await?;
     }
     let fork_time = median(&mut fork_times);
@@ -187,15 +207,20 @@ async fn forking(
             .vs("fork", Fig::duration(fork_time)),
     );
     section.row(
-        Row::new(format!("`cp -a` × {FORKS} disk"), Fig::mib(copy_disk / 1048576.0))
-            .vs("one copy", Fig::mib(one_copy / 1048576.0)),
+        Row::new(
+            format!("`cp -a` × {FORKS} disk"),
+            Fig::mib(copy_disk / 1048576.0),
+        )
+        .vs("one copy", Fig::mib(one_copy / 1048576.0)),
     );
     Ok(())
 }
 
 /// `cp -a` of CHANGED_MB of files, FORKS times: time and disk.
 fn copies() -> anyhow::Result<(Duration, f64)> {
-    let dir = tempfile::Builder::new().prefix("agentflow-bench-cp-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("agentflow-bench-cp-")
+        .tempdir()?;
     let src = dir.path().join("src");
     std::fs::create_dir(&src)?;
     let status = Command::new("sh")

@@ -42,7 +42,8 @@ impl Harness {
         }
     }
 
-    fn kit(&self) -> &Kit<BashPlugin> {
+    /// The test kit driving the plugin.
+    pub fn kit(&self) -> &Kit<BashPlugin> {
         self.kit
             .as_ref()
             .expect("the kit lives as long as the harness")
