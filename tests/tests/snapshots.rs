@@ -179,4 +179,10 @@ fn a_plugin_without_snapshots_says_so_and_makes_nothing() {
     assert_eq!(listed["data"]["count"], 0);
     let (_, listed) = s.get("/snapshot/list");
     assert_eq!(listed["data"]["count"], 0);
+    // Without a session of it too: the answer is about the plugin.
+    let (code, body) = s.post(
+        "/session/snapshot",
+        json!({"worker_id": "nobody", "resource_type": "fixture", "name": "y"}),
+    );
+    assert_eq!(code, 501, "{body}");
 }

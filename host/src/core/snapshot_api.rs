@@ -28,6 +28,15 @@ impl Core {
         pinned: bool,
     ) -> CoreResult<Arc<Snapshot>> {
         self.ensure_running()?;
+        // A plugin without snapshots says so whether or not the worker has a
+        // session of it (a shared plugin like rag has none).
+        if let Some(b) = self.registry.backend(rt) {
+            if !b.per_session() || !b.info.has(PluginInfo::SNAPSHOTS) {
+                return Err(CoreError::Unsupported(format!(
+                    "snapshots are not supported by the plugin '{rt}'"
+                )));
+            }
+        }
         let session = self.sessions.get(worker, rt).ok_or_else(|| {
             CoreError::SessionNotFound(format!(
                 "Worker '{worker}' has no {rt} session on this host to snapshot"
