@@ -52,6 +52,11 @@ fn next_event(reader: &mut impl BufRead, started: Instant) -> Option<Event> {
     }
 }
 
+/// Every event to the end of the stream.
+fn all_events(reader: &mut impl BufRead, started: Instant) -> Vec<Event> {
+    std::iter::from_fn(|| next_event(reader, started)).collect()
+}
+
 #[test]
 fn chunks_arrive_as_they_are_made_then_the_envelope() {
     let s = Server::builder().plugin("fixture").start();
@@ -62,10 +67,7 @@ fn chunks_arrive_as_they_are_made_then_the_envelope() {
     );
     assert_eq!(status, 200);
     assert!(kind.starts_with("text/event-stream"), "{kind}");
-    let mut events = Vec::new();
-    while let Some(e) = next_event(&mut reader, started) {
-        events.push(e);
-    }
+    let events = all_events(&mut reader, started);
     let (result, chunks) = events.split_last().expect("events");
     assert_eq!(result.name, "result");
     assert_eq!(result.data["code"], 0, "{}", result.data);
@@ -140,10 +142,7 @@ fn a_bash_command_streams_its_lines_over_http() {
         json!({"worker_id": "w-bash", "action": "bash:run",
                "params": {"command": "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.1; done"}}),
     );
-    let mut events = Vec::new();
-    while let Some(e) = next_event(&mut reader, started) {
-        events.push(e);
-    }
+    let events = all_events(&mut reader, started);
     let (result, chunks) = events.split_last().expect("events");
     assert_eq!(result.name, "result");
     assert_eq!(result.data["code"], 0, "{}", result.data);

@@ -48,10 +48,7 @@ pub trait PluginHandle: Send + Sync + 'static {
     /// Freezes a session as a snapshot; returns the plugin's JSON report.
     fn snapshot(&self, session_id: &str, snapshot_id: &str) -> Result<String, PluginError> {
         let _ = (session_id, snapshot_id);
-        Err(PluginError::unsupported(format!(
-            "snapshots are not supported by the plugin '{}' here",
-            self.info().name
-        )))
+        Err(no_snapshots(self.info()))
     }
 
     /// Creates a session from a snapshot.
@@ -62,10 +59,7 @@ pub trait PluginHandle: Send + Sync + 'static {
         config: &Value,
     ) -> Result<(), PluginError> {
         let _ = (session_id, snapshot_id, config);
-        Err(PluginError::unsupported(format!(
-            "snapshots are not supported by the plugin '{}' here",
-            self.info().name
-        )))
+        Err(no_snapshots(self.info()))
     }
 
     /// Forgets a snapshot.
@@ -118,4 +112,11 @@ impl PluginHandle for LoadedPlugin {
     fn drop_snapshot(&self, snapshot_id: &str) -> Result<(), PluginError> {
         LoadedPlugin::drop_snapshot(self, snapshot_id)
     }
+}
+
+fn no_snapshots(info: &PluginInfo) -> PluginError {
+    PluginError::unsupported(format!(
+        "snapshots are not supported by the plugin '{}' here",
+        info.name
+    ))
 }
