@@ -311,6 +311,21 @@ impl Background {
     /// Output of process `id` since the given offsets (`None`: where the
     /// last read ended), and its status; later reads go on from here.
     pub fn read(&self, id: &str, since: [Option<u64>; 2]) -> Result<Output, BackgroundError> {
+        self.read_from(id, since, true)
+    }
+
+    /// [`Self::read`] that leaves the last-read place where it was (what a
+    /// streaming `wait` passes on as it comes).
+    pub fn peek(&self, id: &str, since: [Option<u64>; 2]) -> Result<Output, BackgroundError> {
+        self.read_from(id, since, false)
+    }
+
+    fn read_from(
+        &self,
+        id: &str,
+        since: [Option<u64>; 2],
+        advance: bool,
+    ) -> Result<Output, BackgroundError> {
         let mut table = self.shared.lock();
         let entry = table.find(id)?;
         let read = |i: usize| {
@@ -324,7 +339,9 @@ impl Background {
                 })
         };
         let streams = [read(0)?, read(1)?];
-        entry.cursor = [streams[0].end, streams[1].end];
+        if advance {
+            entry.cursor = [streams[0].end, streams[1].end];
+        }
         Ok(Output {
             id: entry.id.clone(),
             streams,

@@ -62,3 +62,48 @@ fn output_is_passed_on_as_it_comes_and_whole_in_the_result() {
     assert_eq!(first.1, "line 1\n");
     assert!(first.2 + Duration::from_millis(300) < done, "{chunks:?}");
 }
+
+#[test]
+fn a_streaming_wait_passes_on_a_background_process_output_as_it_comes() {
+    let h = Harness::new();
+    let s = h.session("stream-wait", json!({}));
+    let cancel = AtomicBool::new(false);
+    let deadline = SystemTime::now() + Duration::from_secs(60);
+    let plain = CallContext::new(Some(&s), "stream-wait", "w1", &cancel, deadline);
+    let started = BashPlugin::tools()
+        .call(
+            h.plugin(),
+            &plain,
+            "start",
+            json!({"command": "for i in 1 2 3 4; do echo w$i; sleep 0.2; done"}),
+        )
+        .unwrap();
+    let clock = Instant::now();
+    let chunks: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
+    let record = |_: &str, text: &str| {
+        chunks
+            .lock()
+            .unwrap()
+            .push((text.to_string(), clock.elapsed()))
+    };
+    let cx =
+        CallContext::new(Some(&s), "stream-wait", "w1", &cancel, deadline).with_emitter(&record);
+    let result = BashPlugin::tools()
+        .call(
+            h.plugin(),
+            &cx,
+            "wait",
+            json!({"id": started["id"], "timeout": 20}),
+        )
+        .unwrap();
+    let done = clock.elapsed();
+    let chunks = chunks.into_inner().unwrap();
+    let streamed: String = chunks.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(result["stdout"], "w1\nw2\nw3\nw4\n");
+    assert_eq!(streamed, "w1\nw2\nw3\nw4\n");
+    assert_eq!(result["running"], false);
+    assert!(
+        chunks[0].1 + Duration::from_millis(300) < done,
+        "{chunks:?}"
+    );
+}

@@ -292,15 +292,51 @@ pub fn wait(
         )));
     }
     let limit = Duration::from_secs_f64(params.timeout.min(1e9)).min(cx.remaining());
-    let status = session
-        .background()
-        .wait(&params.id, Instant::now() + limit, &|| cx.is_cancelled())
-        .map_err(background_error)?;
+    let until = Instant::now() + limit;
+    let status = if cx.is_streaming() {
+        wait_streaming(session, cx, &params, until)?
+    } else {
+        session
+            .background()
+            .wait(&params.id, until, &|| cx.is_cancelled())
+            .map_err(background_error)?
+    };
     if status.running {
         // The deadline or a cancellation ended the wait, not the timeout.
         cx.check()?;
     }
     read(session, &params.id, params.since)
+}
+
+/// How often a streaming `wait` passes on new output.
+const STREAM_EVERY: Duration = Duration::from_millis(100);
+
+/// `wait` for a streaming call: passes on the output as it comes, from where
+/// the result will start, without moving the last-read place.
+fn wait_streaming(
+    session: &BashSession,
+    cx: &CallContext<'_, BashSession>,
+    params: &WaitParams,
+    until: Instant,
+) -> Result<Status, PluginError> {
+    let background = session.background();
+    let mut at = [params.since.stdout, params.since.stderr];
+    loop {
+        let slice = (Instant::now() + STREAM_EVERY).min(until);
+        let status = background
+            .wait(&params.id, slice, &|| cx.is_cancelled())
+            .map_err(background_error)?;
+        let out = background.peek(&params.id, at).map_err(background_error)?;
+        for (i, name) in ["stdout", "stderr"].into_iter().enumerate() {
+            if !out.streams[i].text.is_empty() {
+                cx.emit(name, &out.streams[i].text);
+            }
+            at[i] = Some(out.streams[i].end);
+        }
+        if !status.running || Instant::now() >= until || cx.is_cancelled() {
+            return Ok(status);
+        }
+    }
 }
 
 /// `kill`: sends a signal to a background process's group.
