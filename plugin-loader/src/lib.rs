@@ -110,8 +110,32 @@ fn max_level() -> u8 {
 /// A plugin's log record as a host event: target `plugin`, the plugin's name
 /// and its own module. Emitted on the thread that runs the plugin's code, so
 /// inside a call it carries that call's span (request id, worker, session).
+/// The last line each plugin logged at info level or above, by plugin name.
+static LAST_LINES: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Longest line kept by [`last_log_line`].
+const LAST_LINE_CHARS: usize = 300;
+
+/// The last line `plugin` (loaded in this process) logged at info level or
+/// above: how a long warmup (building an index) shows its progress.
+pub fn last_log_line(plugin: &str) -> Option<String> {
+    LAST_LINES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(plugin)
+        .cloned()
+}
+
 extern "C" fn host_log(level: u8, plugin: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
     let (plugin, module, message) = (plugin.as_str(), target.as_str(), message.as_str());
+    if level <= 3 {
+        let line: String = message.chars().take(LAST_LINE_CHARS).collect();
+        LAST_LINES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(plugin.to_string(), line);
+    }
     match level {
         1 => tracing::error!(target: "plugin", plugin, module, "{message}"),
         2 => tracing::warn!(target: "plugin", plugin, module, "{message}"),

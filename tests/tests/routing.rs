@@ -169,6 +169,18 @@ fn ready_waits_for_the_startup_warmup() {
         (r.status, r.body["status"].as_str()),
         (503, Some("warming"))
     );
+    // /warmup/status says which backend warms and what it last reported.
+    let fixture =
+        || s.send("GET", "/warmup/status", &[], None).body["data"]["backends"]["fixture"].clone();
+    assert!(
+        agentflow_e2e::eventually(Duration::from_secs(1), || fixture()["state"] == "warming"),
+        "{}",
+        fixture()
+    );
+    assert_eq!(
+        fixture()["progress"],
+        "warming up slowly: 1.5 s (warmup_delay)"
+    );
     assert!(agentflow_e2e::eventually(Duration::from_secs(20), || s
         .send("GET", "/ready", &[], None)
         .status

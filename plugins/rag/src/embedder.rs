@@ -81,6 +81,26 @@ impl Embedder {
         &self.dir
     }
 
+    /// Embeds search queries (see [`embed`](Self::embed)).
+    pub fn embed_queries(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        check: &dyn Fn() -> RagResult<()>,
+    ) -> RagResult<Vec<Vec<f32>>> {
+        self.embed(texts, batch_size, check)
+    }
+
+    /// Embeds passages to index (see [`embed`](Self::embed)).
+    pub fn embed_passages(
+        &self,
+        texts: &[&str],
+        batch_size: usize,
+        check: &dyn Fn() -> RagResult<()>,
+    ) -> RagResult<Vec<Vec<f32>>> {
+        self.embed(texts, batch_size, check)
+    }
+
     /// Embeds `texts` (unit-length vectors, in input order), `batch_size` at a
     /// time; `check` runs before every batch so long work can be stopped.
     pub fn embed(

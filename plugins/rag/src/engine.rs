@@ -13,6 +13,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 use tantivy::{DocAddress, IndexWriter, Searcher};
 
+use crate::batcher::{BatchWork, Batcher};
 use crate::config::{RagConfig, MAX_TOP_K};
 use crate::corpus_build::build_index;
 use crate::dense::{DenseBuilder, DenseMatrix, DenseWriter};
@@ -72,6 +73,9 @@ pub struct Engine {
     config: RagConfig,
     lexical: LexicalIndex,
     model: ModelState,
+    /// Encodes concurrent searches' queries together (`None`: each search
+    /// encodes its own, or there is no model).
+    batcher: Option<Batcher<Vec<f32>>>,
     snapshot: RwLock<Arc<Snapshot>>,
     writer: Mutex<WriterState>,
 }
@@ -108,10 +112,21 @@ impl Engine {
             searcher,
             dense: dense.as_ref().map(|d| d.matrix().clone()),
         };
+        let batcher = match (config.batching, model.embedder()) {
+            (true, Some(embedder)) => {
+                let embedder = embedder.clone();
+                let work: Arc<BatchWork<Vec<f32>>> = Arc::new(move |texts: &[&str], _k: usize| {
+                    embedder.embed_queries(texts, texts.len(), &|| Ok(()))
+                });
+                Some(Batcher::start(work, config.batch_settings())?)
+            }
+            _ => None,
+        };
         Ok(Self {
             config,
             lexical,
             model,
+            batcher,
             snapshot: RwLock::new(Arc::new(snapshot)),
             writer: Mutex::new(WriterState { writer, dense }),
         })
@@ -152,7 +167,10 @@ impl Engine {
                 return Err(self.model.unavailable(mode));
             };
             let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
-            let vectors = embedder.embed(&refs, self.config.embed_batch_size, check)?;
+            let vectors = match &self.batcher {
+                Some(batcher) => batcher.run(&refs, k, check)?,
+                None => embedder.embed_queries(&refs, self.config.embed_batch_size, check)?,
+            };
             let depth = if mode == Mode::Hybrid {
                 fusion_depth(k)
             } else {
@@ -238,7 +256,7 @@ impl Engine {
             Some(embedder) => {
                 let texts: Vec<String> = documents.iter().map(Document::embedding_text).collect();
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                Some(embedder.embed(&refs, self.config.embed_batch_size, check)?)
+                Some(embedder.embed_passages(&refs, self.config.embed_batch_size, check)?)
             }
             None => None,
         };
@@ -329,6 +347,10 @@ impl Engine {
             "modes": modes,
             "default_mode": self.default_mode().name(),
             "default_top_k": self.config.top_k,
+            "batching": match &self.batcher {
+                Some(b) => b.stats(),
+                None => json!({"enabled": false}),
+            },
         })
     }
 
@@ -346,7 +368,7 @@ impl Engine {
 
 /// How deep each list is read for hybrid fusion: at least `top_k`, at least
 /// [`HYBRID_DEPTH`], at most [`MAX_TOP_K`] (both bounds are constants, min < max).
-fn fusion_depth(k: usize) -> usize {
+pub(crate) fn fusion_depth(k: usize) -> usize {
     k.clamp(HYBRID_DEPTH, MAX_TOP_K)
 }
 

@@ -20,6 +20,15 @@ pub enum RagError {
     /// The search index failed.
     #[error("index error: {0}")]
     Tantivy(#[from] tantivy::TantivyError),
+    /// A Faiss search failed.
+    #[error("search failed: {0}")]
+    Search(String),
+    /// The corpus file or its line offsets cannot be used.
+    #[error("{0}")]
+    Corpus(String),
+    /// The call would write to an index served read-only.
+    #[error("{0}")]
+    ReadOnly(String),
     /// A file operation failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -41,6 +50,8 @@ impl From<RagError> for PluginError {
             RagError::ModelUnavailable(m) | RagError::IndexUnavailable(m) => {
                 PluginError::unavailable(m)
             }
+            RagError::ReadOnly(m) => PluginError::unsupported(m),
+            RagError::Corpus(m) => PluginError::unavailable(m),
             RagError::Stopped(p) => p,
             other => PluginError::internal(other.to_string()),
         }

@@ -60,14 +60,17 @@ pub struct LexicalIndex {
     path: PathBuf,
 }
 
-fn build_schema() -> Schema {
-    let text = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        )
-        .set_stored();
+/// `stored_text: false` keeps titles and texts out of the index (they are
+/// read from the corpus instead: BM25 over a Faiss index's corpus).
+fn build_schema(stored_text: bool) -> Schema {
+    let mut text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    if stored_text {
+        text = text.set_stored();
+    }
     let mut builder = Schema::builder();
     builder.add_text_field("id", STRING | STORED);
     builder.add_text_field("title", text.clone());
@@ -105,7 +108,16 @@ impl LexicalIndex {
 
     /// Creates an empty index in the existing, empty directory `path`.
     pub fn create(path: &Path) -> RagResult<Self> {
-        let index = Index::create_in_dir(path, build_schema()).map_err(|e| {
+        Self::create_with(path, true)
+    }
+
+    /// Creates an empty index that stores ids only (texts stay in the corpus).
+    pub fn create_ids_only(path: &Path) -> RagResult<Self> {
+        Self::create_with(path, false)
+    }
+
+    fn create_with(path: &Path, stored_text: bool) -> RagResult<Self> {
+        let index = Index::create_in_dir(path, build_schema(stored_text)).map_err(|e| {
             RagError::IndexUnavailable(format!(
                 "index_path '{}': cannot create an index: {e}",
                 path.display()
@@ -225,6 +237,15 @@ impl LexicalIndex {
             .into_iter()
             .map(|(score, address)| (address, score))
             .collect())
+    }
+
+    /// The stored id of a hit.
+    pub fn stored_id(&self, searcher: &Searcher, address: DocAddress) -> RagResult<String> {
+        let doc: TantivyDocument = searcher.doc(address)?;
+        Ok(doc
+            .get_first(self.fields.id)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default())
     }
 
     /// Reads a stored document.

@@ -6,21 +6,33 @@
 //!   with candle (mean pooling, L2 normalisation), searched by brute-force
 //!   cosine over an in-memory matrix.
 //! * Hybrid: reciprocal-rank fusion (k = 60) of the two.
+//! * Or data made elsewhere (the AgentFlow Python server's): a Faiss index
+//!   file read through the real Faiss library, its JSONL corpus read lazily
+//!   through a line-offsets file, any BERT-family encoder, BM25 built once
+//!   over the corpus (`faiss_engine.rs`).
+//! * Concurrent searches are encoded (and, over Faiss, searched) in dynamic
+//!   batches (`batcher.rs`).
 //!
 //! Tools: `search`, `batch_search`, `index`, and the hidden `stats`. Documents
 //! are committed (with their embeddings) before `index` answers, so they
 //! survive a crash of the host.
 
+mod backend;
+mod batcher;
 mod config;
 mod context;
 mod corpus;
+mod corpus_bm25;
 mod corpus_build;
 mod dense;
 mod document;
 mod embedder;
 mod engine;
 mod error;
+mod faiss_engine;
+mod faiss_index;
 mod fusion;
+mod lazy_corpus;
 mod lexical;
 mod logging;
 mod mode;
@@ -29,6 +41,7 @@ mod model_locate;
 mod progress;
 pub mod synth;
 mod tools;
+mod vectors;
 
 use std::mem::ManuallyDrop;
 
@@ -38,16 +51,17 @@ pub use config::RagConfig;
 pub use engine::Hit;
 pub use mode::Mode;
 pub use model_locate::{INSTALL_HINT, MODEL_ENV};
+pub use vectors::{embed_texts, TextKind};
 
 /// The plugin: the engine its warmup opened.
 pub struct RagPlugin {
     /// Closed (the index writer's merges awaited) when the plugin is dropped,
     /// after its shutdown and the last call that held it.
-    engine: ManuallyDrop<engine::Engine>,
+    engine: ManuallyDrop<backend::Backend>,
 }
 
 impl RagPlugin {
-    fn engine(&self) -> &engine::Engine {
+    fn engine(&self) -> &backend::Backend {
         &self.engine
     }
 }
@@ -79,7 +93,7 @@ impl Plugin for RagPlugin {
     fn warmup(config: &serde_json::Value) -> Result<Self, PluginError> {
         let config = RagConfig::from_json(config)?;
         Ok(Self {
-            engine: ManuallyDrop::new(engine::Engine::open(config)?),
+            engine: ManuallyDrop::new(backend::Backend::open(config)?),
         })
     }
 }

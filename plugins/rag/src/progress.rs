@@ -10,6 +10,7 @@ const EVERY: Duration = Duration::from_secs(5);
 /// Counts work done and logs it every few seconds.
 pub struct Progress {
     what: String,
+    unit: &'static str,
     total: usize,
     done: usize,
     started: Instant,
@@ -19,9 +20,15 @@ pub struct Progress {
 impl Progress {
     /// Starts counting `total` units of `what` (`total` may be an estimate).
     pub fn new(what: impl Into<String>, total: usize) -> Self {
+        Self::counting(what, total, "documents")
+    }
+
+    /// Like [`new`](Self::new), counting `unit`s (e.g. "MB") instead of documents.
+    pub fn counting(what: impl Into<String>, total: usize, unit: &'static str) -> Self {
         let now = Instant::now();
         Self {
             what: what.into(),
+            unit,
             total,
             done: 0,
             started: now,
@@ -62,12 +69,13 @@ impl Progress {
             String::new()
         };
         format!(
-            "{}: {}/{} documents ({:.0}%), {:.1} docs/s{eta}",
+            "{}: {}/{} {unit} ({:.0}%), {:.1} {unit}/s{eta}",
             self.what,
             self.done,
             self.total,
             100.0 * self.done as f64 / self.total.max(1) as f64,
-            rate
+            rate,
+            unit = self.unit
         )
     }
 }

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use plugin_api::{CallContext, NoParams, PluginError, Tools};
 
+use crate::backend::Backend as Engine;
 use crate::config::MAX_TOP_K;
 use crate::context::format_context;
 use crate::document::Document;
-use crate::engine::{Engine, Hit};
+use crate::engine::Hit;
 use crate::error::RagError;
 use crate::mode::Mode;
 use crate::RagPlugin;

@@ -289,6 +289,8 @@ impl Plugin for Fixture {
             panic!("fixture warmup panic on request");
         }
         if let Some(delay) = config.get("warmup_delay").and_then(Value::as_f64) {
+            // What a long warmup reports as its progress (/warmup/status shows it).
+            plugin_api::log::info!("warming up slowly: {delay} s (warmup_delay)");
             std::thread::sleep(Duration::from_secs_f64(delay.clamp(0.0, 600.0)));
         }
         Ok(Fixture)
