@@ -3,6 +3,14 @@
 //!
 //! Faiss's `search` is safe to call from many threads at once on the index
 //! families served here (flat, HNSW, IVF): it only reads the index.
+//!
+//! Public so benchmarks and tools can search an index file exactly as the
+//! plugin does (`examples/faiss_search.rs`).
+//!
+//! Memory mapping: the plugin asks Faiss for `IO_FLAG_MMAP`, as the Python
+//! server does. Faiss 1.7.3 (Debian 12) maps the inverted lists of IVF
+//! indexes with it; flat and HNSW indexes are read into memory whatever the
+//! flag (so they are reported as not mapped).
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -108,6 +116,8 @@ impl FaissIndex {
         // SAFETY: raw is a live index; the buffer's length is passed.
         unsafe { agentflow_faiss_kind(raw, kind.as_mut_ptr(), kind.len()) };
         let kind = message(&kind).trim_start_matches("faiss::").to_string();
+        // Only IVF inverted lists are mapped by the flag (see the module docs).
+        let mapped = mapped && kind.contains("IVF");
         Ok(Self {
             raw,
             path: path.to_path_buf(),

@@ -30,7 +30,7 @@ mod embedder;
 mod engine;
 mod error;
 mod faiss_engine;
-mod faiss_index;
+pub mod faiss_index;
 mod fusion;
 mod lazy_corpus;
 mod lexical;
