@@ -342,6 +342,13 @@ impl Engine {
             "index_path": self.lexical.path().display().to_string(),
             "corpus_path": self.config.corpus_path.as_ref().map(|p| p.display().to_string()),
             "index_size_bytes": dir_size(self.lexical.path()),
+            "index": {
+                "kind": "managed",
+                "type": "tantivy BM25 + exact cosine over an in-memory matrix",
+                "vectors": snapshot.dense.as_ref().map(|m| m.len()),
+                "dims": self.model.embedder().map(|e| e.dims()),
+                "read_only": false,
+            },
             "dense": dense,
             "model": self.model.describe(),
             "modes": modes,
