@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::encoder_spec::{Pooling, Preset};
 use crate::error::{RagError, RagResult};
 
 /// Largest `top_k` a call (or the config) may ask for.
@@ -38,6 +39,22 @@ pub struct RagConfig {
     pub writer_memory_mb: usize,
     /// Tokens per passage the model sees (longer text is truncated).
     pub max_tokens: usize,
+
+    // The encoder: which model, how it pools and what it puts before texts
+    // (see encoder_spec.rs). `None` = the preset's value.
+    /// `model_path` under the Python AgentFlow server's name. Only a local
+    /// directory: a hub name is refused (nothing is downloaded).
+    pub model_name: Option<String>,
+    /// `e5`, `bge` or `minilm`; absent: inferred from the model's name.
+    pub model_preset: Option<Preset>,
+    /// `mean` or `cls`, overriding the preset's.
+    pub pooling: Option<Pooling>,
+    /// Scale vectors to unit length, overriding the preset's (`true` for all).
+    pub normalize: Option<bool>,
+    /// Put before every query, overriding the preset's.
+    pub query_prefix: Option<String>,
+    /// Put before every indexed passage, overriding the preset's.
+    pub passage_prefix: Option<String>,
 }
 
 impl Default for RagConfig {
@@ -52,6 +69,13 @@ impl Default for RagConfig {
             index_batch_size: 256,
             writer_memory_mb: 64,
             max_tokens: 256,
+
+            model_name: None,
+            model_preset: None,
+            pooling: None,
+            normalize: None,
+            query_prefix: None,
+            passage_prefix: None,
         }
     }
 }
@@ -62,8 +86,15 @@ impl RagConfig {
         let config: RagConfig = if value.is_null() {
             RagConfig::default()
         } else {
-            serde_json::from_value(value.clone())
-                .map_err(|e| RagError::InvalidInput(format!("rag config: {e}")))?
+            // The path names the key whose value is wrong (serde_json alone does not).
+            serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    RagError::InvalidInput(format!("rag config: {}", e.inner()))
+                } else {
+                    RagError::InvalidInput(format!("rag config: {path}: {}", e.inner()))
+                }
+            })?
         };
         config.validate()?;
         Ok(config)
@@ -82,7 +113,25 @@ impl RagConfig {
                 "rag config: index_path must not be empty".into(),
             ));
         }
+        self.validate_encoder()
+    }
+
+    fn validate_encoder(&self) -> RagResult<()> {
+        if self.model_path.is_some() && self.model_name.is_some() {
+            return Err(RagError::InvalidInput(
+                "rag config: model_path and model_name name the same thing; set one of them".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The configured model directory and the key that set it.
+    pub fn model_dir_setting(&self) -> Option<(&'static str, PathBuf)> {
+        match (&self.model_path, &self.model_name) {
+            (Some(path), _) => Some(("model_path", path.clone())),
+            (None, Some(name)) => Some(("model_name", PathBuf::from(name))),
+            (None, None) => None,
+        }
     }
 }
 
@@ -115,5 +164,34 @@ mod tests {
         assert!(e.to_string().contains("topk"), "{e}");
         let e = RagConfig::from_json(&json!({"top_k": 0})).unwrap_err();
         assert!(e.to_string().contains("top_k = 0"), "{e}");
+    }
+
+    #[test]
+    fn encoder_keys_are_checked() {
+        let c = RagConfig::from_json(&json!({"model_name": "/m/e5", "model_preset": "e5",
+            "pooling": "cls", "normalize": false, "query_prefix": "q: "}))
+        .unwrap();
+        assert_eq!(
+            c.model_dir_setting(),
+            Some(("model_name", PathBuf::from("/m/e5")))
+        );
+        assert_eq!(c.model_preset, Some(Preset::E5));
+        assert_eq!(c.pooling, Some(Pooling::Cls));
+        let e = RagConfig::from_json(&json!({"model_preset": "gte"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("model_preset: 'gte' is not one of e5, bge, minilm"),
+            "{e}"
+        );
+        let e = RagConfig::from_json(&json!({"pooling": "max"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("pooling: 'max' is not one of mean, cls"),
+            "{e}"
+        );
+        let e = RagConfig::from_json(&json!({"normalize": "yes"})).unwrap_err();
+        assert!(e.to_string().contains("normalize: invalid type"), "{e}");
+        let e = RagConfig::from_json(&json!({"model_path": "/a", "model_name": "/b"})).unwrap_err();
+        assert!(e.to_string().contains("model_path and model_name"), "{e}");
     }
 }

@@ -152,7 +152,7 @@ impl Engine {
                 return Err(self.model.unavailable(mode));
             };
             let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
-            let vectors = embedder.embed(&refs, self.config.embed_batch_size, check)?;
+            let vectors = embedder.embed_queries(&refs, self.config.embed_batch_size, check)?;
             let depth = if mode == Mode::Hybrid {
                 fusion_depth(k)
             } else {
@@ -238,7 +238,7 @@ impl Engine {
             Some(embedder) => {
                 let texts: Vec<String> = documents.iter().map(Document::embedding_text).collect();
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                Some(embedder.embed(&refs, self.config.embed_batch_size, check)?)
+                Some(embedder.embed_passages(&refs, self.config.embed_batch_size, check)?)
             }
             None => None,
         };
@@ -401,7 +401,7 @@ fn load_dense(
     let mut flush = |pending: &mut Vec<Document>, builder: &mut DenseBuilder| -> RagResult<()> {
         let texts: Vec<String> = pending.iter().map(Document::embedding_text).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = embedder.embed(&refs, config.embed_batch_size, &|| Ok(()))?;
+        let vectors = embedder.embed_passages(&refs, config.embed_batch_size, &|| Ok(()))?;
         for (doc, vector) in pending.drain(..).zip(vectors) {
             writer.delete_term(lexical.id_term(&doc.id));
             writer.add_document(lexical.to_tantivy(&doc, Some(&vector)))?;

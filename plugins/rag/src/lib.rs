@@ -2,9 +2,10 @@
 //! shared by every worker.
 //!
 //! * Lexical retrieval: tantivy BM25 over titles and texts.
-//! * Dense retrieval: all-MiniLM-L6-v2 sentence embeddings computed in-process
-//!   with candle (mean pooling, L2 normalisation), searched by brute-force
-//!   cosine over an in-memory matrix.
+//! * Dense retrieval: sentence embeddings of a BERT encoder computed
+//!   in-process with candle (all-MiniLM-L6-v2 by default; e5, bge and MiniLM
+//!   pooling and prefix presets), searched by brute-force cosine over an
+//!   in-memory matrix.
 //! * Hybrid: reciprocal-rank fusion (k = 60) of the two.
 //!
 //! Tools: `search`, `batch_search`, `index`, and the hidden `stats`. Documents
@@ -18,6 +19,7 @@ mod corpus_build;
 mod dense;
 mod document;
 mod embedder;
+mod encoder_spec;
 mod engine;
 mod error;
 mod fusion;
@@ -25,6 +27,7 @@ mod lexical;
 mod logging;
 mod mode;
 mod model;
+mod model_files;
 mod model_locate;
 mod progress;
 pub mod synth;
@@ -35,7 +38,10 @@ use std::mem::ManuallyDrop;
 use plugin_api::{export_plugin, Plugin, PluginError, PluginInfo, SessionModel, Tools};
 
 pub use config::RagConfig;
+pub use embedder::Embedder;
+pub use encoder_spec::{EncoderSpec, Pooling, Preset};
 pub use engine::Hit;
+pub use error::RagError;
 pub use mode::Mode;
 pub use model_locate::{INSTALL_HINT, MODEL_ENV};
 
