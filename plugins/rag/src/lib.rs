@@ -73,7 +73,7 @@ impl Plugin for RagPlugin {
         PluginInfo::new(
             "rag",
             env!("CARGO_PKG_VERSION"),
-            "Document search over a persistent index: BM25, dense (all-MiniLM-L6-v2) and hybrid",
+            "Document search over a persistent index: BM25, dense (a BERT encoder: MiniLM, e5, bge) and hybrid",
             SessionModel::Shared,
         )
     }
