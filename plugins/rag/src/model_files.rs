@@ -10,6 +10,7 @@ use candle_core::Device;
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, DTYPE};
 
+use crate::encoder_spec::Pooling;
 use crate::error::{RagError, RagResult};
 
 /// Weight files, in the order they are looked for.
@@ -83,9 +84,57 @@ pub fn read_weights(dir: &Path) -> RagResult<(VarBuilder<'static>, &'static str)
     }
 }
 
+/// The pooling a sentence-transformers export declares in
+/// `1_Pooling/config.json`, if it has one and it is mean or CLS.
+pub fn declared_pooling(dir: &Path) -> Option<Pooling> {
+    let text = std::fs::read_to_string(dir.join("1_Pooling").join("config.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let on = |key: &str| value.get(key).and_then(|v| v.as_bool()) == Some(true);
+    match (on("pooling_mode_mean_tokens"), on("pooling_mode_cls_token")) {
+        (true, false) => Some(Pooling::Mean),
+        (false, true) => Some(Pooling::Cls),
+        _ => None,
+    }
+}
+
 fn unloadable(dir: &Path, what: &str, e: &dyn std::fmt::Display) -> RagError {
     RagError::ModelUnavailable(format!(
         "model at '{}': cannot load {what}: {e}",
         dir.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_declared_by_sentence_transformers_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(declared_pooling(dir.path()), None);
+        std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+        let write = |mean: bool, cls: bool| {
+            let config = serde_json::json!({"word_embedding_dimension": 384,
+                "pooling_mode_mean_tokens": mean, "pooling_mode_cls_token": cls});
+            std::fs::write(dir.path().join("1_Pooling/config.json"), config.to_string()).unwrap();
+        };
+        write(false, true);
+        assert_eq!(declared_pooling(dir.path()), Some(Pooling::Cls));
+        write(true, false);
+        assert_eq!(declared_pooling(dir.path()), Some(Pooling::Mean));
+        write(true, true);
+        assert_eq!(declared_pooling(dir.path()), None);
+    }
+
+    #[test]
+    fn other_architectures_are_refused_naming_model_type() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"model_type": "distilbert", "dim": 768}"#,
+        )
+        .unwrap();
+        let e = read_config(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("model_type 'distilbert'"), "{e}");
+    }
 }
