@@ -13,8 +13,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=FAISS_INCLUDE_DIR");
     println!("cargo:rerun-if-env-changed=FAISS_LIB_DIR");
     let include = std::env::var("FAISS_INCLUDE_DIR").unwrap_or_else(|_| "/usr/include".into());
+    // Debian's multiarch directory: x86_64-unknown-linux-gnu → x86_64-linux-gnu.
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let arch = target.split('-').next().unwrap_or("x86_64");
     let lib_dir =
-        std::env::var("FAISS_LIB_DIR").unwrap_or_else(|_| "/usr/lib/x86_64-linux-gnu".into());
+        std::env::var("FAISS_LIB_DIR").unwrap_or_else(|_| format!("/usr/lib/{arch}-linux-gnu"));
     if !Path::new(&include).join("faiss/index_io.h").exists() {
         // One clear line instead of a page of C++ compiler errors.
         panic!(
