@@ -18,6 +18,8 @@ pub mod images;
 pub mod layout;
 pub mod retention;
 pub mod schema;
+#[cfg(test)]
+mod tests;
 pub mod writer;
 
 use std::collections::HashMap;
