@@ -58,7 +58,12 @@ fn retention_by_total_size_deletes_the_oldest_ended_first_and_never_a_live_one()
     // 4 × ~10 KB over a 25 KB budget: the two oldest ended ones go.
     let deleted = t.sweep();
     assert_eq!(deleted, ["old_1", "old_2"]);
-    let left: Vec<_> = t.list(None).unwrap().into_iter().map(|s| s.session_id).collect();
+    let left: Vec<_> = t
+        .list(None)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.session_id)
+        .collect();
     assert!(left.contains(&"live_1".to_string()) && left.contains(&"old_3".to_string()));
     assert_eq!(left.len(), 2);
     t.close(&live);
