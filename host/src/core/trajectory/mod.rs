@@ -41,7 +41,11 @@ pub use writer::{Call, SessionInfo, Writer};
 
 /// Session config keys the host reads: `record` (taken out: plugins never
 /// see it), `record_video` (left in for the plugin, and recording with it),
-/// `video_path` (set by the host, never by a client).
+/// `video_path` (set by the host, never by a client). The host chooses where
+/// a video goes rather than the plugin reporting where it put one: the file
+/// is written once where it is kept (nothing to copy when the session ends,
+/// when the plugin removes its session directory), and no client names a
+/// path the server's user would write to.
 const RECORD: &str = "record";
 const RECORD_VIDEO: &str = "record_video";
 const VIDEO_PATH: &str = "video_path";
