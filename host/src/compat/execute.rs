@@ -13,6 +13,7 @@ use super::envelope::{self, Envelope, Meta};
 use super::extract::{check_text, optional, required, Checked, Field, Kind, Model};
 use crate::core::error::{CoreError, CoreResult};
 use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
+use crate::core::trajectory::Origin;
 use crate::web::envelope::{raw, BatchData};
 use crate::web::{AppState, RequestId, Routing};
 
@@ -83,6 +84,7 @@ fn request(
     action: String,
     params: Value,
     timeout: Option<i64>,
+    trace: &RequestId,
 ) -> CoreResult<ExecRequest> {
     check_text("worker_id", worker)?;
     routing.worker(Some(worker))?;
@@ -98,6 +100,12 @@ fn request(
         cancel: None,
         session,
         chunks: None,
+        // This surface answers with the request id as `meta.trace_id`.
+        origin: Origin {
+            request_id: Some(trace.0.clone()),
+            trace_id: Some(trace.0.clone()),
+            surface: Some("api_v1"),
+        },
     })
 }
 
@@ -141,6 +149,7 @@ pub async fn execute(
         body.action,
         body.params,
         body.timeout,
+        &trace,
     ) {
         Ok(r) => r,
         Err(e) => {
@@ -166,7 +175,14 @@ pub async fn batch(
     let mut names = Vec::with_capacity(body.actions.len());
     for a in body.actions {
         names.push(a.action.clone());
-        match request(&routing, &body.worker_id, a.action, a.params, a.timeout) {
+        match request(
+            &routing,
+            &body.worker_id,
+            a.action,
+            a.params,
+            a.timeout,
+            &trace,
+        ) {
             Ok(r) => actions.push(r),
             Err(e) => return envelope::core_failure(&e, &meta(), &trace),
         }

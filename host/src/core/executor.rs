@@ -15,6 +15,7 @@ use super::error::{CoreError, CoreResult};
 use super::handle::CallControl;
 use super::inline::Verdict;
 use super::session::Session;
+use super::trajectory::Origin;
 use super::{secs, Core};
 
 /// One tool call as a client asked for it.
@@ -36,6 +37,16 @@ pub struct ExecRequest {
     /// For a streaming call: where the chunks of output the tool emits go,
     /// as it emits them.
     pub chunks: Option<ChunkSender>,
+    /// The request that carried the call, for a recorded session's steps.
+    pub origin: Origin,
+}
+
+/// What the executor learned about a call on its way, for its step in a
+/// recorded session's trajectory.
+#[derive(Default)]
+pub(super) struct Resolved {
+    pub session: Option<Arc<Session>>,
+    pub params: Option<Arc<Value>>,
 }
 
 /// A piece of a tool's output, sent while it runs.
@@ -135,13 +146,23 @@ impl Core {
     /// Executes one tool call.
     pub async fn execute(self: &Arc<Self>, mut req: ExecRequest) -> ExecReport {
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let mut meta = ExecMeta::default();
+        let mut resolved = Resolved::default();
         // No span of its own: the fmt layer formats a span's fields when it is
         // created, which cost more than the rest of a trivial call's bookkeeping.
         // Events here and in `sessions` name the worker and session themselves
         // (the enclosing request span carries the request id).
-        let result = self.execute_inner(&mut req, &mut meta).await;
+        let result = self.execute_inner(&mut req, &mut meta, &mut resolved).await;
         meta.execution_time_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+        // Recorded before the answer leaves: an acknowledged call is in the log.
+        let result = self
+            .record_call(&req, &meta, &resolved, started_at, result)
+            .await;
+        if let (Some(s), true) = (&resolved.session, meta.temporary_session) {
+            let drained = self.sessions.end_temporary(s).await;
+            self.after_session_end(s, drained).await;
+        }
         if let Err(e) = &result {
             tracing::info!(
                 worker = %req.worker_id,
@@ -159,6 +180,7 @@ impl Core {
         self: &Arc<Self>,
         req: &mut ExecRequest,
         meta: &mut ExecMeta,
+        resolved: &mut Resolved,
     ) -> CoreResult<ToolOutput> {
         self.ensure_running()?;
         let timeout = self.call_timeout(req.timeout)?;
@@ -172,6 +194,9 @@ impl Core {
                 )))
             }
         };
+        // Shared with the call's thread and the trajectory, never copied.
+        let params = Arc::new(params);
+        resolved.params = Some(params.clone());
         let (backend, tool) = self.registry.resolve(&req.action)?;
         meta.tool = Some(tool.clone());
         meta.full_name = Some(format!("{}:{tool}", backend.name));
@@ -210,6 +235,7 @@ impl Core {
         };
         meta.session_id = session.as_ref().map(|s| s.id.clone());
         meta.temporary_session = temporary;
+        resolved.session = session.clone();
 
         // A session created on an older version keeps calling that version.
         let target = session
@@ -230,10 +256,7 @@ impl Core {
                 },
             )
             .await;
-        if let (Some(s), true) = (&session, temporary) {
-            let drained = self.sessions.end_temporary(s).await;
-            self.after_session_end(s, drained).await;
-        }
+        // A temporary session ends in `execute`, once the step is recorded.
         outcome
     }
 
@@ -243,7 +266,7 @@ impl Core {
         worker: &str,
         session: Option<&Arc<Session>>,
         tool: &str,
-        params: Value,
+        params: Arc<Value>,
         limits: CallLimits,
     ) -> CoreResult<ToolOutput> {
         let timeout = limits.timeout;

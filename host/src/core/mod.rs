@@ -25,6 +25,8 @@ pub mod snapshots;
 mod testing;
 #[cfg(test)]
 mod tests;
+pub mod trajectory;
+pub mod trajectory_api;
 pub mod validate;
 pub mod warmup;
 
@@ -44,6 +46,8 @@ pub struct Core {
     pub registry: Registry,
     pub sessions: Sessions,
     pub snapshots: snapshots::Snapshots,
+    /// Recorded sessions' trajectories.
+    pub trajectories: Arc<trajectory::Trajectories>,
     /// Where content-addressed copies of plugin libraries are loaded from.
     pub copies_dir: PathBuf,
     shutting_down: AtomicBool,
@@ -70,8 +74,10 @@ impl Core {
             max_total: s.max_sessions,
         };
         let copies_dir = s.runtime_dir.join("libs");
+        let trajectories = Arc::new(trajectory::Trajectories::new(s));
         Arc::new(Self {
-            sessions: Sessions::new(policy),
+            sessions: Sessions::new(policy, trajectories.clone()),
+            trajectories,
             snapshots: snapshots::Snapshots::new(s.max_snapshots),
             registry: Registry::default(),
             copies_dir,
@@ -146,6 +152,9 @@ impl Core {
         }
         let _ =
             tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} }).await;
+        // Sessions left alive (no cleanup asked for) still end their trajectories.
+        let trajectories = self.trajectories.clone();
+        let _ = tokio::task::spawn_blocking(move || trajectories.close_all()).await;
         cleaned
     }
 

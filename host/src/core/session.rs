@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::backend::Backend;
+use super::trajectory::Writer;
 
 /// A session and the plugin version it was created on.
 pub struct Session {
@@ -17,6 +18,8 @@ pub struct Session {
     /// `None` for a compatibility session (a resource type with no plugin).
     pub backend: Option<Arc<Backend>>,
     pub created_at: SystemTime,
+    /// Where its calls are recorded, when they are (`core/trajectory/`).
+    pub trajectory: Option<Arc<Writer>>,
     /// Microseconds since the Unix epoch: an atomic, as every call touches it.
     last_activity: AtomicU64,
     in_flight: AtomicUsize,
@@ -31,9 +34,11 @@ impl Session {
         resource_type: &str,
         temporary: bool,
         backend: Option<Arc<Backend>>,
+        trajectory: Option<Arc<Writer>>,
     ) -> Self {
         let now = SystemTime::now();
         Self {
+            trajectory,
             id,
             name,
             worker_id: worker_id.to_string(),

@@ -13,6 +13,7 @@ use super::blocking::run_blocking;
 use super::call_pool;
 use super::error::{CoreError, CoreResult};
 use super::session::{session_id, session_name, Session};
+use super::trajectory::{SessionInfo, Trajectories, Writer};
 
 type Key = (String, String);
 type Slot = Arc<tokio::sync::Mutex<()>>;
@@ -38,6 +39,8 @@ pub enum Start<'a> {
 
 pub struct Sessions {
     policy: SessionPolicy,
+    /// Where recorded sessions' trajectories go.
+    trajectories: Arc<Trajectories>,
     /// Serializes create/destroy of one (worker, resource).
     slots: Mutex<HashMap<Key, Slot>>,
     /// Live named sessions.
@@ -88,9 +91,10 @@ pub fn merge_config(defaults: &Value, overrides: &Value) -> Value {
 }
 
 impl Sessions {
-    pub fn new(policy: SessionPolicy) -> Self {
+    pub fn new(policy: SessionPolicy, trajectories: Arc<Trajectories>) -> Self {
         Self {
             policy,
+            trajectories,
             slots: Mutex::default(),
             active: Mutex::default(),
             temporary: Mutex::default(),
@@ -172,16 +176,17 @@ impl Sessions {
             return Ok((existing, false));
         }
         self.check_limits(worker)?;
+        let mut config = match &backend {
+            Some(b) => merge_config(&b.settings.session, config),
+            None => config.clone(),
+        };
         let name = self.next_name(worker, rt, custom_name);
+        let id = session_id(&name);
+        let trajectory = self.start_trajectory(&id, &name, worker, rt, false, &mut config)?;
         let session = Arc::new(Session::new(
-            session_id(&name),
-            name,
-            worker,
-            rt,
-            false,
-            backend,
+            id, name, worker, rt, false, backend, trajectory,
         ));
-        self.initialize(&session, config, start).await?;
+        self.initialize(&session, &config, start).await?;
         lock(&self.active).insert(k, session.clone());
         tracing::info!(worker = %worker, session = %session.id, "session created");
         Ok((session, true))
@@ -196,24 +201,78 @@ impl Sessions {
         self.check_limits(worker)?;
         let rt = backend.name.clone();
         let name = self.next_name(worker, &rt, None);
-        let defaults = backend.settings.session.clone();
+        let mut config = backend.settings.session.clone();
+        let id = session_id(&name);
+        let trajectory = self.start_trajectory(&id, &name, worker, &rt, true, &mut config)?;
         let session = Arc::new(Session::new(
-            session_id(&name),
+            id,
             name,
             worker,
             &rt,
             true,
             Some(backend),
+            trajectory,
         ));
         lock(&self.temporary).insert(session.id.clone(), session.clone());
-        if let Err(e) = self.initialize(&session, &defaults, Start::Fresh).await {
+        if let Err(e) = self.initialize(&session, &config, Start::Fresh).await {
             lock(&self.temporary).remove(&session.id);
             return Err(e);
         }
         Ok(session)
     }
 
+    /// Starts a new session's trajectory when its config (or the server)
+    /// asks for one; takes the host's keys out of `config`.
+    fn start_trajectory(
+        &self,
+        id: &str,
+        name: &str,
+        worker: &str,
+        rt: &str,
+        temporary: bool,
+        config: &mut Value,
+    ) -> CoreResult<Option<Arc<Writer>>> {
+        let plan = self.trajectories.plan(config)?;
+        if !plan.record {
+            return Ok(None);
+        }
+        let info = SessionInfo {
+            session_id: id,
+            session_name: name,
+            worker_id: worker,
+            resource_type: rt,
+            temporary,
+            node: "",
+        };
+        self.trajectories.open(&info, plan, config).map(Some)
+    }
+
+    /// Ends a session's trajectory, if it has one (off the runtime: the log
+    /// is synced).
+    async fn end_trajectory(&self, session: &Session) {
+        if let Some(w) = session.trajectory.clone() {
+            let t = self.trajectories.clone();
+            let _ = tokio::task::spawn_blocking(move || t.close(&w)).await;
+        }
+    }
+
+    /// Initializes the session in its plugin with `config` (the plugin's
+    /// defaults overlaid with the client's); a session that does not start
+    /// leaves no trajectory behind.
     async fn initialize(
+        &self,
+        session: &Arc<Session>,
+        config: &Value,
+        start: Start<'_>,
+    ) -> CoreResult<()> {
+        let r = self.initialize_plugin(session, config, start).await;
+        if let (Err(_), Some(w)) = (&r, &session.trajectory) {
+            self.trajectories.discard(w);
+        }
+        r
+    }
+
+    async fn initialize_plugin(
         &self,
         session: &Arc<Session>,
         config: &Value,
@@ -222,7 +281,7 @@ impl Sessions {
         let Some(backend) = session.backend.clone() else {
             return Ok(());
         };
-        let merged = merge_config(&backend.settings.session, config);
+        let merged = config.clone();
         backend.session_opened();
         let (b, id) = (backend.clone(), session.id.clone());
         let snapshot = match start {
@@ -313,10 +372,17 @@ impl Sessions {
     /// Runs the plugin's cleanup (errors are logged: the session is gone
     /// anyway). True when this was the last session of a retired version.
     async fn end(&self, session: &Arc<Session>) -> bool {
+        let _counted = Ending::start(&self.ending);
+        let drained = self.end_plugin_session(session).await;
+        // After the plugin's cleanup, which finishes a screen video.
+        self.end_trajectory(session).await;
+        drained
+    }
+
+    async fn end_plugin_session(&self, session: &Arc<Session>) -> bool {
         let Some(backend) = session.backend.clone() else {
             return false;
         };
-        let _counted = Ending::start(&self.ending);
         let (b, id) = (backend.clone(), session.id.clone());
         match run_blocking(self.policy.cleanup_timeout, move || b.plugin.cleanup(&id)).await {
             // One per call for temporary sessions: not worth an info line each.
@@ -405,6 +471,7 @@ impl Sessions {
         let mut jobs = tokio::task::JoinSet::new();
         for s in all {
             let policy = self.policy.clone();
+            let trajectories = self.trajectories.clone();
             jobs.spawn(async move {
                 if let Some(b) = s.backend.clone() {
                     let id = s.id.clone();
@@ -413,6 +480,9 @@ impl Sessions {
                     if let Some(b) = &s.backend {
                         b.session_closed();
                     }
+                }
+                if let Some(w) = s.trajectory.clone() {
+                    let _ = tokio::task::spawn_blocking(move || trajectories.close(&w)).await;
                 }
             });
         }

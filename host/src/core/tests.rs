@@ -23,6 +23,7 @@ fn request(action: &str, params: Value) -> ExecRequest {
         cancel: None,
         session: None,
         chunks: None,
+        origin: Default::default(),
     }
 }
 

@@ -20,7 +20,9 @@ use tracing::Instrument;
 use super::{catalog, identity, progress, results};
 use crate::core::error::CoreError;
 use crate::core::executor::ExecRequest;
+use crate::core::trajectory::Origin;
 use crate::core::Core;
+use crate::web::RequestId;
 
 pub struct McpSession {
     core: Arc<Core>,
@@ -100,6 +102,15 @@ impl McpSession {
                 // away is told its MCP session is unknown and starts anew.
                 session: None,
                 chunks,
+                origin: Origin {
+                    request_id: context
+                        .extensions
+                        .get::<Parts>()
+                        .and_then(|p| p.extensions.get::<RequestId>())
+                        .map(|id| id.0.clone()),
+                    trace_id: None,
+                    surface: Some("mcp"),
+                },
             })
             .await;
         // Every progress notification goes out before the result.

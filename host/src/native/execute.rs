@@ -12,6 +12,7 @@ use super::extract::Body;
 use crate::core::error::CoreError;
 use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
 use crate::core::ident::Id;
+use crate::core::trajectory::Origin;
 use crate::web::{AppState, RequestId, Routing};
 
 #[derive(Deserialize)]
@@ -76,8 +77,21 @@ fn target(
     Ok((worker, session))
 }
 
+/// Where a call of this surface came from (for recorded sessions' steps).
+fn origin(id: &RequestId) -> Origin {
+    Origin {
+        request_id: Some(id.0.clone()),
+        trace_id: None,
+        surface: Some("native"),
+    }
+}
+
 /// The call an `/execute` (or `/execute/stream`) body asks for.
-pub fn request(routing: &Routing, body: ExecuteBody) -> Result<ExecRequest, CoreError> {
+pub fn request(
+    routing: &Routing,
+    body: ExecuteBody,
+    id: &RequestId,
+) -> Result<ExecRequest, CoreError> {
     let (worker_id, session) = target(routing, body.worker_id, body.session_id)?;
     Ok(ExecRequest {
         worker_id,
@@ -87,6 +101,7 @@ pub fn request(routing: &Routing, body: ExecuteBody) -> Result<ExecRequest, Core
         cancel: None,
         session,
         chunks: None,
+        origin: origin(id),
     })
 }
 
@@ -108,7 +123,7 @@ pub async fn execute(
     routing: Routing,
     Body(body): Body<ExecuteBody>,
 ) -> Response {
-    let req = match request(&routing, body) {
+    let req = match request(&routing, body, &id) {
         Ok(r) => r,
         Err(e) => return ApiError::new(e, &id).into_response(),
     };
@@ -141,6 +156,7 @@ pub async fn batch(
             cancel: None,
             session: session.clone(),
             chunks: None,
+            origin: origin(&id),
         });
     }
     let total = actions.len();

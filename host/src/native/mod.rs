@@ -13,6 +13,7 @@ mod snapshots;
 mod stream;
 mod time;
 mod tools;
+mod trajectories;
 mod warmup;
 
 use axum::extract::Request;
@@ -54,6 +55,18 @@ fn routes() -> Router<AppState> {
         .route("/warmup", post(warmup::warmup))
         .route("/warmup/status", get(warmup::status))
         .route("/shutdown", post(shutdown::shutdown))
+        .route("/trajectory/list", get(trajectories::list))
+        .route(
+            "/trajectory/{session_id}",
+            get(trajectories::log).delete(trajectories::delete),
+        )
+        .route("/trajectory/{session_id}/export", get(trajectories::export))
+        .route("/trajectory/{session_id}/view", get(trajectories::view))
+        .route("/trajectory/{session_id}/video", get(trajectories::video))
+        .route(
+            "/trajectory/{session_id}/images/{image}",
+            get(trajectories::image),
+        )
 }
 
 fn not_routed(status: StatusCode, req: &Request, id: &RequestId) -> Response {

@@ -45,7 +45,7 @@ pub async fn stream(
     routing: Routing,
     Body(body): Body<ExecuteBody>,
 ) -> Response {
-    let mut req = match request(&routing, body) {
+    let mut req = match request(&routing, body, &id) {
         Ok(r) => r,
         Err(e) => return ApiError::new(e, &id).into_response(),
     };

@@ -1,5 +1,7 @@
 //! Optional bearer-token authentication for every endpoint but the probes
-//! (`/health`, `/ready`), which balancers and Kubernetes call without one.
+//! (`/health`, `/ready`), which balancers and Kubernetes call without one,
+//! and the trajectory viewer page, which holds no data: its script asks for
+//! everything with the token (`native/trajectories/viewer.rs`).
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -18,7 +20,7 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     let token = &state.core.config.server.auth_token;
-    if token.is_empty() || super::drain::is_probe(req.uri().path()) {
+    if token.is_empty() || super::drain::is_probe(req.uri().path()) || is_viewer_page(&req) {
         return next.run(req).await;
     }
     let presented = req
@@ -32,4 +34,15 @@ pub async fn require_token(
         Some(_) => "Invalid bearer token",
     };
     super::fallback::refusal(&req, CoreError::Unauthorized(error.into()), &id)
+}
+
+/// `GET /trajectory/{session_id}/view`: the same static page for every
+/// trajectory (the data behind it needs the token).
+fn is_viewer_page(req: &Request) -> bool {
+    let get = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    let parts: Vec<&str> = req.uri().path().split('/').collect();
+    get && matches!(parts.as_slice(), ["", "trajectory", id, "view"] if !id.is_empty())
 }

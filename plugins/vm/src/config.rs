@@ -2,7 +2,7 @@
 //! overlaid with the client's), parsed by hand so every error names its field.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sandbox::SandboxConfig;
@@ -111,6 +111,10 @@ pub struct SessionConfig {
     /// The client's sandbox limits, which may only tighten the operator's
     /// `sandbox.limits` (null: the operator's). Key `limits`.
     pub limits: Value,
+    /// Where to record the screen to while the session lives (`video.rs`).
+    /// Keys `record_video: true` and `video_path`, an absolute path whose
+    /// directory exists (an AgentFlow host sets it; clients cannot).
+    pub video: Option<PathBuf>,
 }
 
 impl Default for SessionConfig {
@@ -122,6 +126,7 @@ impl Default for SessionConfig {
             cwd: None,
             env: BTreeMap::new(),
             limits: Value::Null,
+            video: None,
         }
     }
 }
@@ -155,7 +160,34 @@ impl SessionConfig {
             )))
             }
         }
+        c.video = video(obj)?;
         Ok(c)
+    }
+}
+
+fn video(obj: &Map<String, Value>) -> VmResult<Option<PathBuf>> {
+    let record = match obj.get("record_video") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(VmError::invalid(format!(
+                "record_video must be true or false, got {other}"
+            )))
+        }
+    };
+    if !record {
+        return Ok(None);
+    }
+    match opt_str(obj, "video_path")?.map(PathBuf::from) {
+        Some(p) if p.is_absolute() && p.parent().is_some_and(Path::is_dir) => Ok(Some(p)),
+        Some(p) => Err(VmError::invalid(format!(
+            "video_path must be an absolute path in an existing directory, got {}",
+            p.display()
+        ))),
+        None => Err(VmError::invalid(
+            "record_video needs video_path, the file to record to (an AgentFlow host \
+             sets it in the session's trajectory when recording is on)",
+        )),
     }
 }
 
@@ -329,6 +361,21 @@ mod tests {
             e.to_string().contains("sandbox") && e.to_string().contains("netwrk"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_video_needs_an_absolute_path() {
+        assert_eq!(SessionConfig::parse(&json!({})).unwrap().video, None);
+        let tmp = std::env::temp_dir().join("screen.mp4");
+        let c = SessionConfig::parse(&json!({"record_video": true, "video_path": tmp})).unwrap();
+        assert_eq!(c.video, Some(tmp));
+        let e = SessionConfig::parse(&json!({"record_video": true})).unwrap_err();
+        assert!(e.to_string().contains("video_path"), "{e}");
+        let e = SessionConfig::parse(&json!({"record_video": true, "video_path": "a.mp4"}))
+            .unwrap_err();
+        assert!(e.to_string().contains("absolute"), "{e}");
+        let e = SessionConfig::parse(&json!({"record_video": "yes"})).unwrap_err();
+        assert!(e.to_string().contains("record_video"), "{e}");
     }
 
     #[test]

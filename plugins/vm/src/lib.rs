@@ -40,6 +40,14 @@
 //! the hidden `info` tool, which reports the sandbox, the session's limits and
 //! its PID namespace).
 //!
+//! # Screen video
+//!
+//! A session config with `"record_video": true` and `video_path` (an
+//! absolute path; an AgentFlow host sets it inside the session's trajectory
+//! and refuses it from clients) records the display with `ffmpeg` (Debian
+//! `ffmpeg`) for the session's life, finished cleanly at cleanup
+//! (`video.rs`).
+//!
 //! # Processes
 //!
 //! Processes are forked by a per-session spawner thread with
@@ -65,6 +73,7 @@ mod shm;
 mod spawner;
 mod sys;
 mod tree;
+mod video;
 mod xauth;
 
 use std::sync::Arc;

@@ -16,6 +16,7 @@ use crate::display::{describe_exit, Xvfb};
 use crate::error::{VmError, VmResult};
 use crate::programs::{self, LaunchEnv, Program};
 use crate::spawner::Spawner;
+use crate::video::Video;
 use crate::xauth::Cookie;
 
 /// How a session's programs are confined (absent: `isolation = "none"`).
@@ -39,6 +40,8 @@ const LOCK_POLL: Duration = Duration::from_millis(2);
 /// The processes of a session; dropping this kills them (programs first).
 struct Processes {
     session_id: String,
+    /// The screen recording, stopped first (while its display still exists).
+    video: Option<Video>,
     programs: Vec<Program>,
     /// Dropped right after the programs: kills whatever of them is left.
     sandbox: Option<SessionSandbox>,
@@ -54,6 +57,9 @@ struct Processes {
 
 impl Processes {
     fn stop(&mut self) {
+        if let Some(mut video) = self.video.take() {
+            video.stop();
+        }
         for p in &mut self.programs {
             p.stop();
         }
@@ -142,6 +148,7 @@ impl VmSession {
         let limits = confinement.as_ref().map(|c| *c.sandbox.limits());
         let mut procs = Processes {
             session_id: id.to_string(),
+            video: None,
             programs: Vec::new(),
             sandboxed: confinement.is_some(),
             sandbox: confinement.map(|c| c.sandbox),
@@ -174,6 +181,16 @@ impl VmSession {
         let (display, xvfb_pid) = (xvfb.display(), xvfb.pid());
         procs.xvfb = Some(xvfb);
         let desktop = Desktop::connect(display, &cookie, plugin.x_timeout, plugin.png_small)?;
+        if let Some(path) = &cfg.video {
+            procs.video = Some(Video::start(
+                spawner,
+                display,
+                &xauthority,
+                cfg.screen_size,
+                path,
+                &dir.join("ffmpeg.log"),
+            )?);
+        }
         // Opened once, now: once a sandboxed program runs, the session's
         // directory is its to change (a path opened later might be its symlink).
         let log_path = dir.join("programs.log");

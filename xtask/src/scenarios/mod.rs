@@ -10,6 +10,7 @@ mod mcp;
 mod rag;
 mod rollouts;
 mod soak;
+mod trajectories;
 mod vm;
 
 use std::path::Path;
@@ -104,6 +105,7 @@ pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow:
             Scenario::Rag => rag::run(&cx, &mut section).await,
             Scenario::Hotplug => hotplug::run(&cx, &mut section).await,
             Scenario::Soak => soak::run(&cx, &mut section).await,
+            Scenario::Trajectories => trajectories::run(&cx, &mut section).await,
         };
         if let Err(e) = result {
             let reason = format!("{e:#}");
@@ -129,6 +131,7 @@ fn title(s: Scenario) -> &'static str {
         Scenario::Rag => "rag",
         Scenario::Hotplug => "Hot-plug",
         Scenario::Soak => "Reliability soak",
+        Scenario::Trajectories => "Trajectories",
     }
 }
 
