@@ -87,6 +87,11 @@ pub struct ServerConfig {
     pub snapshot_ttl: f64,
     /// Most snapshots held at once.
     pub max_snapshots: usize,
+    /// Serve Prometheus metrics at `GET /metrics` and record them.
+    pub metrics: bool,
+    /// `/metrics` answers without the bearer token (for a scraper that has
+    /// none); logged and shown in `/warmup/status` when on.
+    pub metrics_public: bool,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +122,8 @@ impl Default for ServerConfig {
             idempotency_window: 600.0,
             snapshot_ttl: 3600.0,
             max_snapshots: 256,
+            metrics: true,
+            metrics_public: false,
         }
     }
 }
@@ -208,6 +215,20 @@ fn hostname() -> String {
 }
 
 impl Config {
+    /// Server settings that weaken what is protected, as warnings for the log
+    /// and `/warmup/status`.
+    pub fn server_warnings(&self) -> Vec<String> {
+        let s = &self.server;
+        let mut warnings = Vec::new();
+        if s.metrics && s.metrics_public && !s.auth_token.is_empty() {
+            warnings.push(
+                "server.metrics_public = true: /metrics answers without the bearer token"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+
     /// Reads, expands and validates a config file. Relative paths in it are
     /// taken relative to the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

@@ -140,8 +140,17 @@ impl Core {
         // created, which cost more than the rest of a trivial call's bookkeeping.
         // Events here and in `sessions` name the worker and session themselves
         // (the enclosing request span carries the request id).
-        let result = self.execute_inner(&mut req, &mut meta).await;
-        meta.execution_time_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+        let mut resolved = None;
+        let result = self.execute_inner(&mut req, &mut meta, &mut resolved).await;
+        let took = started.elapsed();
+        meta.execution_time_ms = (took.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+        // Calls whose tool was found count under it; the others show in the
+        // requests' statuses.
+        if let (Some(backend), Some(tool)) = (&resolved, &meta.tool) {
+            if let Some(m) = backend.tool_metrics(tool) {
+                m.record(result.as_ref().map(|_| ()).map_err(CoreError::kind), took);
+            }
+        }
         if let Err(e) = &result {
             tracing::info!(
                 worker = %req.worker_id,
@@ -159,6 +168,7 @@ impl Core {
         self: &Arc<Self>,
         req: &mut ExecRequest,
         meta: &mut ExecMeta,
+        resolved: &mut Option<Arc<Backend>>,
     ) -> CoreResult<ToolOutput> {
         self.ensure_running()?;
         let timeout = self.call_timeout(req.timeout)?;
@@ -176,6 +186,7 @@ impl Core {
         meta.tool = Some(tool.clone());
         meta.full_name = Some(format!("{}:{tool}", backend.name));
         meta.resource_type = Some(backend.name.clone());
+        *resolved = Some(backend.clone());
         backend.check_params(&tool, &params)?;
         backend.ensure_warm(self.warmup_timeout()).await?;
 

@@ -1,5 +1,6 @@
 //! Optional bearer-token authentication for every endpoint but the probes
-//! (`/health`, `/ready`), which balancers and Kubernetes call without one.
+//! (`/health`, `/ready`), which balancers and Kubernetes call without one,
+//! and `/metrics` when `server.metrics_public = true`.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -18,7 +19,9 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     let token = &state.core.config.server.auth_token;
-    if token.is_empty() || super::drain::is_probe(req.uri().path()) {
+    let path = req.uri().path();
+    let public_metrics = state.core.config.server.metrics_public && path == super::metrics::PATH;
+    if token.is_empty() || super::drain::is_probe(path) || public_metrics {
         return next.run(req).await;
     }
     let presented = req
@@ -31,5 +34,8 @@ pub async fn require_token(
         Some(p) if bool::from(p.as_bytes().ct_eq(token.as_bytes())) => return next.run(req).await,
         Some(_) => "Invalid bearer token",
     };
+    state
+        .core
+        .note_refusal(crate::metrics::Refusal::Unauthorized);
     super::fallback::refusal(&req, CoreError::Unauthorized(error.into()), &id)
 }
