@@ -148,7 +148,9 @@ pub struct PluginConfig {
 }
 
 /// Where a plugin's code runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginMode {
     /// Loaded into the host: fastest; a crash in plugin code (segfault,

@@ -132,6 +132,20 @@ impl Core {
         }
     }
 
+    /// The checks a call must pass before anything runs (its timeout, the
+    /// type of its params, its tool, the tool's schema), for a surface that
+    /// must refuse a call before it starts answering (a stream's status goes
+    /// out first). [`Core::execute`] makes them again.
+    pub fn precheck(&self, req: &ExecRequest) -> CoreResult<()> {
+        self.call_timeout(req.timeout)?;
+        check_params_type(&req.params)?;
+        let (backend, tool) = self.registry.resolve(&req.action)?;
+        match &req.params {
+            Value::Null => backend.check_params(&tool, &Value::Object(Default::default())),
+            params => backend.check_params(&tool, params),
+        }
+    }
+
     /// Executes one tool call.
     pub async fn execute(self: &Arc<Self>, mut req: ExecRequest) -> ExecReport {
         let started = Instant::now();
@@ -172,15 +186,10 @@ impl Core {
     ) -> CoreResult<ToolOutput> {
         self.ensure_running()?;
         let timeout = self.call_timeout(req.timeout)?;
+        check_params_type(&req.params)?;
         let params = match std::mem::take(&mut req.params) {
             Value::Null => Value::Object(Default::default()),
-            p @ Value::Object(_) => p,
-            other => {
-                return Err(CoreError::InvalidParams(format!(
-                    "Parameter 'params' must be an object, got {}",
-                    json_type(&other)
-                )))
-            }
+            p => p,
         };
         let (backend, tool) = self.registry.resolve(&req.action)?;
         meta.tool = Some(tool.clone());
@@ -411,6 +420,17 @@ impl Core {
             }
         }
         Ok(reports)
+    }
+}
+
+/// A call's params are an object (or left out).
+fn check_params_type(params: &Value) -> CoreResult<()> {
+    match params {
+        Value::Null | Value::Object(_) => Ok(()),
+        other => Err(CoreError::InvalidParams(format!(
+            "Parameter 'params' must be an object, got {}",
+            json_type(other)
+        ))),
     }
 }
 

@@ -7,6 +7,7 @@ pub(crate) mod envelope;
 mod execute;
 mod extract;
 mod health;
+pub(crate) mod openapi;
 mod sessions;
 mod shutdown;
 mod snapshots;
@@ -54,6 +55,7 @@ fn routes() -> Router<AppState> {
         .route("/warmup", post(warmup::warmup))
         .route("/warmup/status", get(warmup::status))
         .route("/shutdown", post(shutdown::shutdown))
+        .route(openapi::PATH, get(openapi::serve))
 }
 
 fn not_routed(status: StatusCode, req: &Request, id: &RequestId) -> Response {
