@@ -413,6 +413,34 @@ fn metrics_count_a_known_sequence_of_calls() {
         rss > rss_kib * 1024.0 / 2.0 && rss < rss_kib * 1024.0 * 2.0,
         "{rss} vs {rss_kib} KiB"
     );
+    // Every metric the Grafana dashboard queries is one the host serves.
+    let dashboard = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../deploy/grafana/agentflow-dashboard.json");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(dashboard).unwrap()).unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("agentflow_") || word.starts_with("process_") {
+                    queried += 1;
+                    let served = text.lines().any(|l| {
+                        l.strip_prefix("# TYPE ")
+                            .unwrap_or(l)
+                            .split([' ', '{'])
+                            .next()
+                            == Some(word)
+                    });
+                    assert!(
+                        served,
+                        "the dashboard queries {word}, which /metrics does not serve"
+                    );
+                }
+            }
+        }
+    }
+    assert!(queried > 15, "{queried}");
 }
 
 #[test]

@@ -86,6 +86,9 @@ impl Backend {
             }
         }
         let isolated = plugin.isolated().is_some();
+        if let Some(m) = &metrics {
+            m.sessions.start_counting(&info.name);
+        }
         let tool_metrics = match &metrics {
             Some(m) => tools
                 .iter()

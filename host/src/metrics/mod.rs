@@ -114,6 +114,19 @@ pub struct SessionMetrics {
     pub expired: Family<ResourceLabel, Counter>,
 }
 
+impl SessionMetrics {
+    /// Starts the counters of a resource type at 0, so that a dashboard
+    /// shows a rate of 0 rather than no data before the first event.
+    pub fn start_counting(&self, resource_type: &str) {
+        let label = ResourceLabel {
+            resource_type: resource_type.into(),
+        };
+        for family in [&self.created, &self.destroyed, &self.expired] {
+            let _ = family.get_or_create_owned(&label);
+        }
+    }
+}
+
 /// Plugins: state, warmup, calls in flight against their cap.
 pub struct PluginMetrics {
     /// 1 when the plugin is in that state (`loaded`, `warm`, `draining`,
