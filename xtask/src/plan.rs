@@ -15,6 +15,7 @@ pub enum Scenario {
     Rag,
     Hotplug,
     Soak,
+    Metrics,
 }
 
 /// Durations and sizes of one run.
@@ -96,5 +97,6 @@ fn all() -> Vec<Scenario> {
         Scenario::Rag,
         Scenario::Hotplug,
         Scenario::Soak,
+        Scenario::Metrics,
     ]
 }
