@@ -92,14 +92,19 @@ fn the_description_validates_and_follows_the_live_registry() {
         schemas["params.bash.run"]
     );
     assert_eq!(
-        schemas["ExecuteBody"]["allOf"][0]["properties"]["timeout"]["maximum"],
+        schemas["ExecuteBodyCommon"]["properties"]["timeout"]["maximum"],
         120.0
     );
     let variants: Vec<&str> = schemas["ToolCall"]["oneOf"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| v["properties"]["action"]["const"].as_str().unwrap())
+        .map(|v| {
+            let name = v["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+            schemas[name]["properties"]["action"]["const"]
+                .as_str()
+                .unwrap()
+        })
         .collect();
     assert!(
         variants.contains(&"bash:run") && !variants.iter().any(|v| v.starts_with("fixture:")),
@@ -131,9 +136,10 @@ fn the_description_validates_and_follows_the_live_registry() {
     let doc = openapi(&s);
     let echo = &doc["components"]["schemas"]["params.fixture.echo"];
     assert_eq!(echo["required"], json!(["text"]), "{echo}");
-    assert!(doc["components"]["schemas"]["ToolCall"]
-        .to_string()
-        .contains("\"fixture:echo\""));
+    assert_eq!(
+        doc["components"]["schemas"]["call.fixture.echo"]["properties"]["action"]["const"],
+        "fixture:echo"
+    );
     assert_valid(&doc);
 }
 

@@ -241,40 +241,70 @@ pub fn document(core: &Core) -> Value {
     if tools.is_empty() {
         return doc;
     }
-    let mut variants = Vec::with_capacity(tools.len());
+    let mut calls = Vec::with_capacity(tools.len());
     for tool in &tools {
         let name = params_component(tool);
         let params = embed(&tool.parameters, &name, schemas);
         schemas.insert(name.clone(), params);
-        variants.push(json!({
-            "title": tool.full_name,
-            "description": tool.description,
-            "type": "object",
-            "properties": {
-                "action": {"const": tool.full_name},
-                // Left out or null reads as `{}`.
-                "params": {"oneOf": [
-                    {"$ref": format!("#/components/schemas/{name}")},
-                    {"type": "null"},
-                ]},
-            },
-            "required": ["action"],
-        }));
+        let call = format!("call.{}.{}", tool.resource_type, tool.action);
+        schemas.insert(
+            call.clone(),
+            json!({
+                "title": call.replace('.', "_"),
+                "description": tool.description,
+                "type": "object",
+                "properties": {
+                    "action": {"type": "string", "const": tool.full_name},
+                    // Left out or null reads as `{}`.
+                    "params": {"oneOf": [
+                        {"$ref": format!("#/components/schemas/{name}")},
+                        {"type": "null"},
+                    ]},
+                },
+                "required": ["action"],
+            }),
+        );
+        calls.push(format!("#/components/schemas/{call}"));
     }
     schemas.insert(
         "ToolCall".into(),
         json!({
             "description": "One loaded tool: `action` names it, `params` follows its schema",
-            "oneOf": variants,
+            "oneOf": calls.iter().map(|c| json!({"$ref": c})).collect::<Vec<_>>(),
         }),
     );
-    // `/execute`'s body and each batch action are also one of the tool calls.
+    // `/execute`'s body and each batch action are one of the tool calls,
+    // each with the fields every call has (kept as `<name>Common`).
     for name in ["ExecuteBody", "BatchAction"] {
-        if let Some(own) = schemas.remove(name) {
-            schemas.insert(
-                name.into(),
-                json!({"allOf": [own, {"$ref": "#/components/schemas/ToolCall"}]}),
-            );
+        if let Some(mut own) = schemas.remove(name) {
+            // `action` and `params` come from the variant.
+            if let Some(props) = own["properties"].as_object_mut() {
+                props.remove("action");
+                props.remove("params");
+            }
+            if let Some(required) = own["required"].as_array_mut() {
+                required.retain(|r| r != "action");
+            }
+            let common = format!("{name}Common");
+            schemas.insert(common.clone(), own);
+            // Named, not inline: client generators make a model of each.
+            let mut variants = Vec::with_capacity(calls.len());
+            for call in &calls {
+                let tool = call.trim_start_matches("#/components/schemas/call.");
+                let variant = format!("{name}.{tool}");
+                schemas.insert(
+                    variant.clone(),
+                    json!({
+                        "title": variant.replace('.', "_"),
+                        "allOf": [
+                            {"$ref": format!("#/components/schemas/{common}")},
+                            {"$ref": call},
+                        ],
+                    }),
+                );
+                variants.push(json!({"$ref": format!("#/components/schemas/{variant}")}));
+            }
+            schemas.insert(name.into(), json!({"oneOf": variants}));
         }
     }
     doc
@@ -306,10 +336,21 @@ fn embed(schema: &Value, name: &str, schemas: &mut Map<String, Value>) -> Value 
     let prefix = |def: &str| format!("#/components/schemas/{name}.{def}");
     for (def, mut sub) in defs {
         rewrite_refs(&mut sub, &prefix);
-        schemas.insert(format!("{name}.{def}"), sub);
+        let component = format!("{name}.{def}");
+        retitle(&mut sub, &component);
+        schemas.insert(component, sub);
     }
     rewrite_refs(&mut schema, &prefix);
+    retitle(&mut schema, name);
     schema
+}
+
+/// Titles name the models a client generator makes; two tools' schemas may
+/// share one (`NoParams`), so each takes its component's name.
+fn retitle(schema: &mut Value, component: &str) {
+    if let Some(obj) = schema.as_object_mut() {
+        obj.insert("title".into(), Value::String(component.replace('.', "_")));
+    }
 }
 
 fn rewrite_refs(v: &mut Value, to: &impl Fn(&str) -> String) {
