@@ -17,6 +17,8 @@
 #        (a background web server and its client; a python3 elsewhere, such as
 #        pyenv's, is outside the sandbox); chromium, the headless browser that
 #        renders the trajectory viewer in its test
+#   tests: the Python packages tests/python/ uses (with pip, for the python3
+#        on PATH): openapi-spec-validator, schemathesis, prometheus-client
 # As root it installs them; otherwise it prints the exact commands and asks.
 set -euo pipefail
 
@@ -95,4 +97,15 @@ if command -v python3 >/dev/null 2>&1; then
   fi
 else
   echo "setup: python3 not found; rag will serve bm25 only (install python3 and re-run for dense search)" >&2
+fi
+
+# The OpenAPI and metrics tests (tests/tests/operable.rs, tests/python/).
+if command -v python3 >/dev/null 2>&1 \
+    && ! python3 -c "import openapi_spec_validator, schemathesis, prometheus_client" 2>/dev/null; then
+  echo "setup: installing the test tools (pip install openapi-spec-validator schemathesis prometheus-client)"
+  if [ "$(id -u)" -eq 0 ]; then
+    python3 -m pip install -q openapi-spec-validator schemathesis prometheus-client
+  else
+    python3 -m pip install -q --user openapi-spec-validator schemathesis prometheus-client
+  fi
 fi

@@ -101,6 +101,11 @@ pub struct ServerConfig {
     /// Most bytes all trajectories may take; the oldest ended ones are
     /// deleted first (0: no limit).
     pub trajectory_max_total_bytes: u64,
+    /// Serve Prometheus metrics at `GET /metrics` and record them.
+    pub metrics: bool,
+    /// `/metrics` answers without the bearer token (for a scraper that has
+    /// none); logged and shown in `/warmup/status` when on.
+    pub metrics_public: bool,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +141,8 @@ impl Default for ServerConfig {
             trajectory_max_bytes: 1 << 30,
             trajectory_max_age: 0.0,
             trajectory_max_total_bytes: 0,
+            metrics: true,
+            metrics_public: false,
         }
     }
 }
@@ -160,7 +167,9 @@ pub struct PluginConfig {
 }
 
 /// Where a plugin's code runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PluginMode {
     /// Loaded into the host: fastest; a crash in plugin code (segfault,
@@ -227,6 +236,20 @@ fn hostname() -> String {
 }
 
 impl Config {
+    /// Server settings that weaken what is protected, as warnings for the log
+    /// and `/warmup/status`.
+    pub fn server_warnings(&self) -> Vec<String> {
+        let s = &self.server;
+        let mut warnings = Vec::new();
+        if s.metrics && s.metrics_public && !s.auth_token.is_empty() {
+            warnings.push(
+                "server.metrics_public = true: /metrics answers without the bearer token"
+                    .to_string(),
+            );
+        }
+        warnings
+    }
+
     /// Reads, expands and validates a config file. Relative paths in it are
     /// taken relative to the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

@@ -11,6 +11,7 @@ pub mod fuzzing;
 #[doc(hidden)]
 pub mod isolation;
 mod mcp;
+mod metrics;
 mod native;
 pub mod server;
 mod shutdown;

@@ -6,12 +6,14 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Notify;
 
 /// How to stop; also the body of both surfaces' shutdown requests.
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::ToSchema)]
 pub struct StopRequest {
     /// Do not wait for in-flight calls.
     #[serde(default)]
     pub force: bool,
+    /// Destroy every session (their cleanup runs) before exiting.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     pub cleanup_sessions: bool,
 }
 

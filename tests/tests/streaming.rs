@@ -98,18 +98,32 @@ fn an_error_is_the_result_event_carrying_the_error_envelope() {
     let s = Server::builder().plugin("fixture").start();
     let (status, _, mut reader) = open(
         &s,
-        json!({"worker_id": "w", "action": "fixture:ticks", "params": {"count": "many", "interval_ms": 10}}),
+        json!({"worker_id": "w", "action": "fixture:fail", "params": {}}),
     );
     assert_eq!(status, 200);
     let e = next_event(&mut reader, Instant::now()).expect("a result");
     assert_eq!(e.name, "result");
-    assert_eq!(e.data["code"], 1002, "{}", e.data);
-    let message = e.data["message"].as_str().unwrap();
-    assert!(message.contains("count"), "{message}");
-    // A body that cannot be a call is refused before any stream.
+    assert_eq!(e.data["code"], 2001, "{}", e.data);
+    // A call that can be refused before it runs is refused before any
+    // stream, with the status `/execute` would answer: a body that cannot
+    // be a call, params that fail the tool's schema (naming the field).
     let err = ureq::post(&format!("{}/execute/stream", s.base)).send_json(json!({"action": 5}));
     match err {
         Err(ureq::Error::Status(400, _)) => {}
+        other => panic!("{other:?}"),
+    }
+    let err = ureq::post(&format!("{}/execute/stream", s.base)).send_json(
+        json!({"worker_id": "w", "action": "fixture:ticks", "params": {"count": "many", "interval_ms": 10}}),
+    );
+    match err {
+        Err(ureq::Error::Status(400, r)) => {
+            let body: serde_json::Value = r.into_json().unwrap();
+            assert_eq!(body["code"], 1002, "{body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("count"),
+                "{body}"
+            );
+        }
         other => panic!("{other:?}"),
     }
 }

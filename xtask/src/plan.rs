@@ -16,6 +16,7 @@ pub enum Scenario {
     Hotplug,
     Soak,
     Trajectories,
+    Metrics,
 }
 
 /// Durations and sizes of one run.
@@ -98,5 +99,6 @@ fn all() -> Vec<Scenario> {
         Scenario::Hotplug,
         Scenario::Soak,
         Scenario::Trajectories,
+        Scenario::Metrics,
     ]
 }

@@ -18,6 +18,7 @@ use crate::client::Api;
 #[derive(Default, Clone)]
 pub struct ServerSpec {
     plugins: Vec<(String, PathBuf)>,
+    server: Vec<String>,
     tables: Vec<String>,
 }
 
@@ -29,6 +30,12 @@ impl ServerSpec {
     /// Copies the plugin library `lib` into the plugin directory as `libagentflow_<name>.so`.
     pub fn plugin(mut self, name: &str, lib: &Path) -> Self {
         self.plugins.push((name.into(), lib.into()));
+        self
+    }
+
+    /// Adds a `key = value` line to `[server]`.
+    pub fn server(mut self, line: &str) -> Self {
+        self.server.push(line.into());
         self
     }
 
@@ -45,6 +52,10 @@ impl ServerSpec {
             "[server]\nport = 0\nplugin_dir = \"plugins\"\nruntime_dir = \"runtime\"\n\
              warmup = []\nsession_ttl = 3600\nmax_sessions = 1024\n",
         );
+        for l in &self.server {
+            c.push_str(l);
+            c.push('\n');
+        }
         for t in &self.tables {
             c.push('\n');
             c.push_str(t);

@@ -1,7 +1,7 @@
 //! `GET /health` for the SDK and `GET /ready` (bare answers).
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{json, Value};
 
@@ -22,25 +22,10 @@ pub fn healthy() -> Value {
 }
 
 /// 200 while serving; 503 `warming` until the plugins in `server.warmup` are
-/// warm (a balancer waits for them), and 503 `draining` from the moment
-/// shutdown begins, so a balancer stops sending new work (calls in flight
-/// still finish).
+/// warm (a balancer waits for them), `warmup_failed` while one of them failed,
+/// and `draining` from the moment shutdown begins, so a balancer stops sending
+/// new work (calls in flight still finish). See [`crate::web::ready`].
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let core = &state.core;
-    let (status, word) = if core.is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining")
-    } else if core.is_warming() {
-        (StatusCode::SERVICE_UNAVAILABLE, "warming")
-    } else {
-        (StatusCode::OK, "ready")
-    };
-    bare(
-        status,
-        json!({
-            "status": word,
-            "tools_count": core.tool_list(false).len(),
-            "active_workers": core.sessions.worker_count(),
-            "total_sessions": core.sessions.all().len(),
-        }),
-    )
+    let (status, body) = crate::web::ready::answer(&state.core);
+    bare(status, json!(body))
 }

@@ -16,6 +16,7 @@ use super::inline::InlineTools;
 use super::library::LibraryFile;
 use super::validate::ParamsSchema;
 use crate::config::PluginConfig;
+use crate::metrics::{Metrics, PluginLabel, Refusal, ToolMetrics};
 
 /// Where a backend is in its warmup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,10 @@ pub struct Backend {
     /// Replaced by a newer version: shut down once its last session ends.
     retired: AtomicBool,
     shut_down: AtomicBool,
+    /// `None` with `server.metrics = false`.
+    metrics: Option<Arc<Metrics>>,
+    /// Each tool's metric handles, made once here.
+    tool_metrics: HashMap<String, ToolMetrics>,
 }
 
 impl Backend {
@@ -58,6 +63,7 @@ impl Backend {
         settings: PluginConfig,
         file: LibraryFile,
         max_calls: usize,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<Self, String> {
         let info = plugin.info().clone();
         if !valid_name(&info.name) {
@@ -82,7 +88,22 @@ impl Backend {
             }
         }
         let isolated = plugin.isolated().is_some();
+        if let Some(m) = &metrics {
+            m.sessions.start_counting(&info.name);
+        }
+        let tool_metrics = match &metrics {
+            Some(m) => tools
+                .iter()
+                .map(|t| {
+                    let full = format!("{}:{}", info.name, t.name);
+                    (t.name.clone(), m.tools.for_tool(&full))
+                })
+                .collect(),
+            None => HashMap::new(),
+        };
         Ok(Self {
+            metrics,
+            tool_metrics,
             name: info.name.clone(),
             info,
             plugin,
@@ -106,6 +127,11 @@ impl Backend {
 
     pub fn tools(&self) -> &[ToolInfo] {
         &self.tools
+    }
+
+    /// The metric handles of one of this plugin's tools.
+    pub fn tool_metrics(&self, tool: &str) -> Option<&ToolMetrics> {
+        self.tool_metrics.get(tool)
     }
 
     pub fn has_tool(&self, tool: &str) -> bool {
@@ -157,6 +183,15 @@ impl Backend {
         self.set_warm(WarmState::Warming);
         let started = std::time::Instant::now();
         let outcome = run_blocking(timeout, move || me.plugin.warmup(&me.settings.config)).await;
+        if let Some(m) = &self.metrics {
+            let label = PluginLabel {
+                plugin: self.name.as_str().into(),
+            };
+            m.plugins
+                .warmup_seconds
+                .get_or_create(&label)
+                .set(started.elapsed().as_secs_f64());
+        }
         let error = match outcome {
             Ok(Ok(())) => {
                 self.set_warm(WarmState::Warm);
@@ -177,11 +212,20 @@ impl Backend {
     /// Takes one of the plugin's call slots, or says at once that all are busy.
     pub fn try_call_slot(&self) -> CoreResult<OwnedSemaphorePermit> {
         self.calls.clone().try_acquire_owned().map_err(|_| {
+            if let Some(m) = &self.metrics {
+                m.refused(Refusal::PluginBusy);
+            }
             CoreError::Unavailable(format!(
                 "Plugin '{}' is at its limit of {} concurrent calls (server.max_inflight_per_plugin); retry later",
                 self.name, self.max_calls
             ))
         })
+    }
+
+    /// Calls running now and the most allowed at once.
+    pub fn calls_in_flight(&self) -> (usize, usize) {
+        let free = self.calls.available_permits();
+        (self.max_calls.saturating_sub(free), self.max_calls)
     }
 
     pub fn session_opened(&self) {

@@ -57,6 +57,27 @@ where
     }
 }
 
+/// How busy the pool is, for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    /// Jobs waiting for a thread.
+    pub queued: usize,
+    /// Threads running a job.
+    pub busy: usize,
+    /// Threads alive (busy, spinning or parked).
+    pub threads: usize,
+}
+
+/// The pool's load now (read under its lock: call it per scrape, not per call).
+pub fn load() -> Load {
+    let st = pool().lock();
+    Load {
+        queued: st.queue.len(),
+        busy: st.threads.saturating_sub(st.spinning + st.parked),
+        threads: st.threads,
+    }
+}
+
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| {
@@ -87,6 +108,8 @@ struct State {
     /// lock before it parks, so a job counted on them is never stranded.
     spinning: usize,
     parked: usize,
+    /// Threads alive.
+    threads: usize,
     /// Parked threads already woken for a job but not yet running.
     notified: usize,
 }
@@ -110,6 +133,7 @@ impl Pool {
             self.wake.notify_one();
             return Ok(());
         }
+        st.threads += 1;
         drop(st);
         let started = std::thread::Builder::new()
             .name("plugin-call".into())
@@ -117,6 +141,7 @@ impl Pool {
         if let Err(e) = started {
             // Take the job back out so its caller hears why (the receiver errs).
             let mut st = self.lock();
+            st.threads -= 1;
             st.queue.pop_back();
             self.queued.store(st.queue.len(), Ordering::Release);
             return Err(JobFailed(format!("cannot start a call thread: {e}")));
@@ -169,6 +194,7 @@ impl Pool {
                 return Some(job);
             }
             if waited.timed_out() && !was_notified {
+                st.threads -= 1;
                 return None;
             }
         }

@@ -45,6 +45,8 @@ pub struct ExecRequest {
 /// recorded session's trajectory.
 #[derive(Default)]
 pub(super) struct Resolved {
+    /// The plugin version the call resolved to (its tool metrics).
+    pub backend: Option<Arc<Backend>>,
     pub session: Option<Arc<Session>>,
     pub params: Option<Arc<Value>>,
 }
@@ -143,6 +145,20 @@ impl Core {
         }
     }
 
+    /// The checks a call must pass before anything runs (its timeout, the
+    /// type of its params, its tool, the tool's schema), for a surface that
+    /// must refuse a call before it starts answering (a stream's status goes
+    /// out first). [`Core::execute`] makes them again.
+    pub fn precheck(&self, req: &ExecRequest) -> CoreResult<()> {
+        self.call_timeout(req.timeout)?;
+        check_params_type(&req.params)?;
+        let (backend, tool) = self.registry.resolve(&req.action)?;
+        match &req.params {
+            Value::Null => backend.check_params(&tool, &Value::Object(Default::default())),
+            params => backend.check_params(&tool, params),
+        }
+    }
+
     /// Executes one tool call.
     pub async fn execute(self: &Arc<Self>, mut req: ExecRequest) -> ExecReport {
         let started = Instant::now();
@@ -154,7 +170,15 @@ impl Core {
         // Events here and in `sessions` name the worker and session themselves
         // (the enclosing request span carries the request id).
         let result = self.execute_inner(&mut req, &mut meta, &mut resolved).await;
-        meta.execution_time_ms = (started.elapsed().as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+        let took = started.elapsed();
+        meta.execution_time_ms = (took.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+        // Calls whose tool was found count under it; the others show in the
+        // requests' statuses.
+        if let (Some(backend), Some(tool)) = (&resolved.backend, &meta.tool) {
+            if let Some(m) = backend.tool_metrics(tool) {
+                m.record(result.as_ref().map(|_| ()).map_err(CoreError::kind), took);
+            }
+        }
         // Recorded before the answer leaves: an acknowledged call is in the log.
         let result = self
             .record_call(&req, &meta, &resolved, started_at, result)
@@ -184,15 +208,10 @@ impl Core {
     ) -> CoreResult<ToolOutput> {
         self.ensure_running()?;
         let timeout = self.call_timeout(req.timeout)?;
+        check_params_type(&req.params)?;
         let params = match std::mem::take(&mut req.params) {
             Value::Null => Value::Object(Default::default()),
-            p @ Value::Object(_) => p,
-            other => {
-                return Err(CoreError::InvalidParams(format!(
-                    "Parameter 'params' must be an object, got {}",
-                    json_type(&other)
-                )))
-            }
+            p => p,
         };
         // Shared with the call's thread and the trajectory, never copied.
         let params = Arc::new(params);
@@ -201,6 +220,7 @@ impl Core {
         meta.tool = Some(tool.clone());
         meta.full_name = Some(format!("{}:{tool}", backend.name));
         meta.resource_type = Some(backend.name.clone());
+        resolved.backend = Some(backend.clone());
         backend.check_params(&tool, &params)?;
         backend.ensure_warm(self.warmup_timeout()).await?;
 
@@ -423,6 +443,17 @@ impl Core {
             }
         }
         Ok(reports)
+    }
+}
+
+/// A call's params are an object (or left out).
+fn check_params_type(params: &Value) -> CoreResult<()> {
+    match params {
+        Value::Null | Value::Object(_) => Ok(()),
+        other => Err(CoreError::InvalidParams(format!(
+            "Parameter 'params' must be an object, got {}",
+            json_type(other)
+        ))),
     }
 }
 

@@ -147,6 +147,7 @@ impl Core {
                     settings,
                     file.clone(),
                     self.config.server.max_inflight_per_plugin,
+                    self.metrics.clone(),
                 )
             });
         Ok((file, result))

@@ -8,12 +8,14 @@ pub mod catalog;
 pub mod discovery;
 pub mod error;
 pub mod executor;
+pub mod gauges;
 pub mod handle;
 pub mod ident;
 pub mod inline;
 pub mod library;
 pub mod loading;
 pub mod names;
+pub mod readiness;
 pub mod reaper;
 pub mod registry;
 pub mod session;
@@ -36,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::metrics::{Metrics, Refusal};
 use error::{CoreError, CoreResult};
 use registry::Registry;
 use sessions::{SessionPolicy, Sessions};
@@ -56,6 +59,8 @@ pub struct Core {
     warming: AtomicBool,
     /// Cancelled when shutdown begins, for surfaces holding streams open.
     stopping: tokio_util::sync::CancellationToken,
+    /// What `/metrics` shows; `None` with `server.metrics = false`.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Seconds from config as a `Duration` (config validation keeps them finite).
@@ -75,9 +80,11 @@ impl Core {
         };
         let copies_dir = s.runtime_dir.join("libs");
         let trajectories = Arc::new(trajectory::Trajectories::new(s));
+        let metrics = s.metrics.then(|| Arc::new(Metrics::new()));
         Arc::new(Self {
-            sessions: Sessions::new(policy, trajectories.clone()),
+            sessions: Sessions::new(policy, trajectories.clone(), metrics.clone()),
             trajectories,
+            metrics,
             snapshots: snapshots::Snapshots::new(s.max_snapshots),
             registry: Registry::default(),
             copies_dir,
@@ -113,8 +120,16 @@ impl Core {
         self.stopping.clone()
     }
 
+    /// Counts a request refused before anything ran.
+    pub fn note_refusal(&self, why: Refusal) {
+        if let Some(m) = &self.metrics {
+            m.refused(why);
+        }
+    }
+
     pub fn ensure_running(&self) -> CoreResult<()> {
         if self.is_shutting_down() {
+            self.note_refusal(Refusal::ShuttingDown);
             Err(CoreError::ShuttingDown)
         } else {
             Ok(())

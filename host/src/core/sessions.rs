@@ -14,6 +14,7 @@ use super::call_pool;
 use super::error::{CoreError, CoreResult};
 use super::session::{session_id, session_name, Session};
 use super::trajectory::{SessionInfo, Trajectories, Writer};
+use crate::metrics::{Counters, Metrics, Refusal, ResourceLabel};
 
 type Key = (String, String);
 type Slot = Arc<tokio::sync::Mutex<()>>;
@@ -41,6 +42,8 @@ pub struct Sessions {
     policy: SessionPolicy,
     /// Where recorded sessions' trajectories go.
     trajectories: Arc<Trajectories>,
+    /// Sessions created, destroyed, expired; refusals at the limits.
+    metrics: Option<Arc<Metrics>>,
     /// Serializes create/destroy of one (worker, resource).
     slots: Mutex<HashMap<Key, Slot>>,
     /// Live named sessions.
@@ -91,10 +94,15 @@ pub fn merge_config(defaults: &Value, overrides: &Value) -> Value {
 }
 
 impl Sessions {
-    pub fn new(policy: SessionPolicy, trajectories: Arc<Trajectories>) -> Self {
+    pub fn new(
+        policy: SessionPolicy,
+        trajectories: Arc<Trajectories>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Self {
         Self {
             policy,
             trajectories,
+            metrics,
             slots: Mutex::default(),
             active: Mutex::default(),
             temporary: Mutex::default(),
@@ -129,11 +137,28 @@ impl Sessions {
         lock(&self.active).keys().any(|(w, _)| w == worker)
     }
 
+    /// Counts a session event of resource type `rt`.
+    fn count(&self, rt: &str, family: impl FnOnce(&Metrics) -> &Counters<ResourceLabel>) {
+        if let Some(m) = &self.metrics {
+            let label = ResourceLabel {
+                resource_type: rt.into(),
+            };
+            family(m).get_or_create(&label).inc();
+        }
+    }
+
+    fn refused(&self) {
+        if let Some(m) = &self.metrics {
+            m.refused(Refusal::SessionLimit);
+        }
+    }
+
     fn check_limits(&self, worker: &str) -> CoreResult<()> {
         let active = lock(&self.active);
         let temporary = lock(&self.temporary);
         let total = active.len() + temporary.len();
         if total >= self.policy.max_total {
+            self.refused();
             return Err(CoreError::Unavailable(format!(
                 "Session limit reached: the server holds its maximum of {} sessions (server.max_sessions)",
                 self.policy.max_total
@@ -142,6 +167,7 @@ impl Sessions {
         let mine = active.keys().filter(|(w, _)| w == worker).count()
             + temporary.values().filter(|s| s.worker_id == worker).count();
         if mine >= self.policy.max_per_worker {
+            self.refused();
             return Err(CoreError::Unavailable(format!(
                 "Session limit reached: worker '{worker}' holds its maximum of {} sessions (server.max_sessions_per_worker)",
                 self.policy.max_per_worker
@@ -188,6 +214,7 @@ impl Sessions {
         ));
         self.initialize(&session, &config, start).await?;
         lock(&self.active).insert(k, session.clone());
+        self.count(rt, |m| &m.sessions.created);
         tracing::info!(worker = %worker, session = %session.id, "session created");
         Ok((session, true))
     }
@@ -343,10 +370,12 @@ impl Sessions {
             .remove(&k)
             .ok_or_else(|| CoreError::SessionNotFound(format!("No session found for {rt}")))?;
         let drained = self.end(&session).await;
+        self.count(rt, |m| &m.sessions.destroyed);
         Ok((session, drained))
     }
 
-    /// Removes a session if it is still the one registered (used by the reaper).
+    /// Removes a session if it is still the one registered (used by the
+    /// reaper: counted as expired).
     pub async fn destroy_if_current(&self, session: &Arc<Session>) -> Option<bool> {
         let k = key(&session.worker_id, &session.resource_type);
         let slot = self.slot(&k);
@@ -360,6 +389,7 @@ impl Sessions {
                 _ => return None,
             }
         }
+        self.count(&session.resource_type, |m| &m.sessions.expired);
         Some(self.end(session).await)
     }
 

@@ -50,7 +50,11 @@ impl Core {
                 )))
             }
         };
-        self.snapshots.check_room(name)?;
+        self.snapshots.check_room(name).inspect_err(|e| {
+            if matches!(e, CoreError::Unavailable(_)) {
+                self.note_refusal(crate::metrics::Refusal::SnapshotLimit);
+            }
+        })?;
         let id = format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         // A session busy in a snapshot is not reaped meanwhile.
         let _busy = session.begin_call();

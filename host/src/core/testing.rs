@@ -149,7 +149,7 @@ pub fn core_with(server: &str, plugins: Vec<RustPlugin>) -> Arc<Core> {
         };
         let settings = core.config.plugin(&name);
         let max = core.config.server.max_inflight_per_plugin;
-        let backend = Backend::new(Box::new(p), settings, file, max)
+        let backend = Backend::new(Box::new(p), settings, file, max, core.metrics.clone())
             .unwrap_or_else(|e| panic!("test plugin: {e}"));
         core.registry
             .install(Arc::new(backend), false)

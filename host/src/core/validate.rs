@@ -12,7 +12,9 @@ pub struct ParamsSchema {
 impl ParamsSchema {
     /// Compiles a schema; the error says why it is not a valid JSON Schema.
     pub fn compile(schema: &Value) -> Result<Self, String> {
-        jsonschema::validator_for(schema)
+        let mut schema = schema.clone();
+        bound_integer_formats(&mut schema);
+        jsonschema::validator_for(&schema)
             .map(|validator| Self { validator })
             .map_err(|e| e.to_string())
     }
@@ -29,6 +31,48 @@ impl ParamsSchema {
         } else {
             format!("Parameter '{name}': {error}")
         })
+    }
+}
+
+/// `schemars` states a Rust integer's width as `format` (`int64`, `uint8`,
+/// …), which JSON Schema does not check for numbers: a value out of range
+/// would pass here and fail in the plugin's own decoding. Each such integer
+/// gets the range of its format (where the schema sets none), so it is
+/// refused here, naming the parameter, before the plugin runs.
+fn bound_integer_formats(schema: &mut Value) {
+    match schema {
+        Value::Object(m) => {
+            let range = m.get("format").and_then(Value::as_str).and_then(|f| {
+                Some(match f {
+                    "int8" => (i8::MIN as i64).into(),
+                    "int16" => (i16::MIN as i64).into(),
+                    "int32" => (i32::MIN as i64).into(),
+                    "int64" | "int" => i64::MIN.into(),
+                    "uint8" | "uint16" | "uint32" | "uint64" | "uint" => 0i64.into(),
+                    _ => return None,
+                })
+                .map(|min: Value| {
+                    let max: Value = match f {
+                        "int8" => (i8::MAX as i64).into(),
+                        "int16" => (i16::MAX as i64).into(),
+                        "int32" => (i32::MAX as i64).into(),
+                        "uint8" => (u8::MAX as u64).into(),
+                        "uint16" => (u16::MAX as u64).into(),
+                        "uint32" => (u32::MAX as u64).into(),
+                        "uint64" | "uint" => u64::MAX.into(),
+                        _ => i64::MAX.into(),
+                    };
+                    (min, max)
+                })
+            });
+            if let Some((min, max)) = range {
+                m.entry("minimum").or_insert(min);
+                m.entry("maximum").or_insert(max);
+            }
+            m.values_mut().for_each(bound_integer_formats);
+        }
+        Value::Array(a) => a.iter_mut().for_each(bound_integer_formats),
+        _ => {}
     }
 }
 
@@ -55,5 +99,24 @@ mod tests {
         let e = schema().check(&json!({})).unwrap_err();
         assert!(e.contains("name"), "{e}");
         assert!(schema().check(&json!({"name": "a", "x": 3})).is_ok());
+    }
+
+    #[test]
+    fn integers_are_held_to_their_format_width() {
+        let s = ParamsSchema::compile(&json!({
+            "type": "object",
+            "properties": {
+                "n": {"type": "integer", "format": "int64"},
+                "b": {"type": "integer", "format": "uint8", "maximum": 100},
+            }
+        }))
+        .unwrap();
+        let e = s.check(&json!({"n": 9223372036854775808u64})).unwrap_err();
+        assert!(e.contains("'n'"), "{e}");
+        assert!(s.check(&json!({"n": -9223372036854775807i64})).is_ok());
+        assert!(s.check(&json!({"b": -1})).is_err());
+        // The schema's own bound wins.
+        assert!(s.check(&json!({"b": 101})).is_err());
+        assert!(s.check(&json!({"b": 100})).is_ok());
     }
 }

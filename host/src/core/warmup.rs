@@ -12,7 +12,7 @@ use super::Core;
 use crate::config::PluginMode;
 
 /// The outcome of warming one backend.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WarmupResult {
     pub loaded: bool,
     pub warmed_up: bool,
@@ -21,24 +21,28 @@ pub struct WarmupResult {
 }
 
 /// One backend as `/warmup/status` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BackendStatus {
     pub loaded: bool,
     pub warmed_up: bool,
     pub version: Option<String>,
     /// `warm`, `loaded`, `warming`, `warmup_failed`, `discovered`, `pending_upgrade`, `failed`, `draining`.
+    #[schema(value_type = String)]
     pub state: &'static str,
     pub error: Option<String>,
     pub tools: Vec<String>,
     pub file: Option<FileStatus>,
     /// Older versions still serving sessions created on them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub draining: Vec<DrainingVersion>,
     /// A newer file waiting for `/warmup`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub pending: Option<FileStatus>,
     /// Settings of this plugin that weaken isolation (e.g. no sandbox).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub warnings: Vec<String>,
     /// `in_process` or `isolated` (as configured for a file not loaded yet).
     pub mode: PluginMode,
@@ -48,17 +52,18 @@ pub struct BackendStatus {
     pub progress: Option<String>,
     /// Isolated mode: the plugin's process (pid, restarts, how the last one ended).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub process: Option<ProcessStatus>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FileStatus {
     pub name: String,
     pub size: u64,
     pub hash: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DrainingVersion {
     pub version: String,
     pub sessions: usize,

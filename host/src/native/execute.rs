@@ -6,16 +6,20 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::envelope::{exec_meta, ok, ok_body, ApiError, BatchData, Envelope};
 use super::extract::Body;
+use super::openapi::{IdempotencyHeader, SessionHeader, WorkerHeader};
 use crate::core::error::CoreError;
 use crate::core::executor::{BatchRequest, ExecReport, ExecRequest, ToolOutput};
 use crate::core::ident::Id;
 use crate::core::trajectory::Origin;
 use crate::web::{AppState, RequestId, Routing};
 
-#[derive(Deserialize)]
+/// `POST /execute` (and `/execute/stream`). The `params` of each tool are
+/// described in `/openapi.json` as variants built from the live registry.
+#[derive(Deserialize, ToSchema)]
 pub struct ExecuteBody {
     /// Or the `X-Worker-ID` header.
     #[serde(default)]
@@ -23,23 +27,32 @@ pub struct ExecuteBody {
     /// The session the call expects (or the `X-Session-ID` header).
     #[serde(default)]
     session_id: Option<Id>,
+    /// `resource:action` (`bash:run`); `bash.run`, `bash_run` and a bare
+    /// `run` (when only one plugin has it) resolve too.
     action: Id,
+    /// The tool's parameters, checked against its JSON Schema.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     params: Value,
+    /// Seconds (default `server.default_timeout`, at most `server.max_timeout`).
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0)]
     timeout: Option<f64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct BatchAction {
     action: Id,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     params: Value,
     #[serde(default)]
+    #[schema(exclusive_minimum = 0.0)]
     timeout: Option<f64>,
 }
 
-#[derive(Deserialize)]
+/// `POST /execute/batch`.
+#[derive(Deserialize, ToSchema)]
 pub struct BatchBody {
     #[serde(default)]
     worker_id: Option<Id>,
@@ -50,6 +63,7 @@ pub struct BatchBody {
     #[serde(default)]
     parallel: bool,
     #[serde(default = "yes")]
+    #[schema(default = true)]
     stop_on_error: bool,
 }
 
@@ -117,6 +131,15 @@ pub fn answer(report: ExecReport, id: &RequestId) -> (StatusCode, Envelope<ToolO
     }
 }
 
+/// Runs one tool call.
+#[utoipa::path(post, path = "/execute", operation_id = "execute", tag = "execute",
+    request_body = ExecuteBody,
+    params(WorkerHeader, SessionHeader, IdempotencyHeader),
+    responses(
+        (status = 200, description = "The tool's own result object in `data`; `meta` adds `execution_time_ms`, `tool`, `resource_type`, `session_id`, `temporary_session`", body = Envelope<Value>),
+        (status = "4XX", description = "Refused (codes in docs/api.md)", body = Envelope<Value>),
+        (status = "5XX", description = "The plugin failed (2001, 502), timed out (2002, 504), or is unavailable (503)", body = Envelope<Value>),
+    ))]
 pub async fn execute(
     State(state): State<AppState>,
     id: RequestId,
@@ -136,6 +159,15 @@ pub async fn execute(
     }
 }
 
+/// Runs several calls, in order or in parallel.
+#[utoipa::path(post, path = "/execute/batch", operation_id = "execute_batch", tag = "execute",
+    request_body = BatchBody,
+    params(WorkerHeader, SessionHeader, IdempotencyHeader),
+    responses(
+        (status = 200, description = "Every executed action succeeded", body = Envelope<BatchData<Envelope<Value>>>),
+        (status = "4XX", description = "The first failed action's code and status, every outcome in `data`; or the batch was refused", body = Envelope<Value>),
+        (status = "5XX", description = "As 4XX", body = Envelope<Value>),
+    ))]
 pub async fn batch(
     State(state): State<AppState>,
     id: RequestId,

@@ -7,6 +7,7 @@ pub(crate) mod envelope;
 mod execute;
 mod extract;
 mod health;
+pub(crate) mod openapi;
 mod sessions;
 mod shutdown;
 mod snapshots;
@@ -67,6 +68,7 @@ fn routes() -> Router<AppState> {
             "/trajectory/{session_id}/images/{image}",
             get(trajectories::image),
         )
+        .route(openapi::PATH, get(openapi::serve))
 }
 
 fn not_routed(status: StatusCode, req: &Request, id: &RequestId) -> Response {

@@ -2,18 +2,21 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
-use super::envelope::{ok, ApiError};
+use super::envelope::{ok, ApiError, Envelope};
 use super::extract::Body;
+use super::openapi::{IdempotencyHeader, WorkerHeader};
 use super::time::rfc3339;
 use crate::core::error::CoreError;
 use crate::core::ident::Id;
 use crate::core::session::Session;
 use crate::web::{AppState, RequestId, Routing};
 
-#[derive(Deserialize)]
+/// `POST /session/create`.
+#[derive(Deserialize, ToSchema)]
 pub struct CreateBody {
     /// Or the `X-Worker-ID` header (in every body here).
     #[serde(default)]
@@ -24,20 +27,25 @@ pub struct CreateBody {
     /// Start the session from this snapshot (`/session/snapshot`).
     #[serde(default)]
     from_snapshot: Option<Id>,
+    /// Overlaid on the plugin's session defaults from `plugins.toml`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     config: Value,
+    /// Added to the session's name.
     #[serde(default)]
     custom_name: Option<Id>,
 }
 
-#[derive(Deserialize)]
+/// `POST /session/destroy`.
+#[derive(Deserialize, ToSchema)]
 pub struct TargetBody {
     #[serde(default)]
     worker_id: Option<Id>,
     resource_type: Id,
 }
 
-#[derive(Deserialize)]
+/// `POST /session/list` and `/session/refresh`.
+#[derive(Deserialize, ToSchema)]
 pub struct WorkerBody {
     #[serde(default)]
     worker_id: Option<Id>,
@@ -45,6 +53,79 @@ pub struct WorkerBody {
     resource_type: Option<Id>,
 }
 
+/// `data` of `/session/create`.
+#[derive(Serialize, ToSchema)]
+pub struct SessionCreated {
+    session_id: String,
+    session_name: String,
+    /// `active` (or `broken`).
+    #[schema(value_type = String)]
+    session_status: &'static str,
+    resource_type: String,
+    /// False when the worker already had this session (it is returned).
+    created: bool,
+    from_snapshot: Option<Id>,
+}
+
+/// `data` of `/session/destroy`.
+#[derive(Serialize, ToSchema)]
+pub struct SessionDestroyed {
+    session_id: String,
+    session_name: String,
+    resource_type: String,
+    destroyed: bool,
+}
+
+/// One session as listings show it.
+#[derive(Serialize, ToSchema)]
+pub struct SessionInfo {
+    resource_type: String,
+    session_id: String,
+    session_name: String,
+    #[schema(value_type = String)]
+    status: &'static str,
+    /// RFC 3339.
+    created_at: String,
+    last_activity: String,
+    expires_at: String,
+    /// Made for one call only.
+    temporary: bool,
+}
+
+/// `data` of `/session/list`.
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    worker_id: Id,
+    sessions: Vec<SessionInfo>,
+    count: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RefreshedSession {
+    resource_type: String,
+    session_id: String,
+    expires_at: String,
+}
+
+/// `data` of `/session/refresh`.
+#[derive(Serialize, ToSchema)]
+pub struct Refreshed {
+    worker_id: Id,
+    /// The latest expiry among the refreshed sessions.
+    expires_at: Option<String>,
+    refreshed: Vec<RefreshedSession>,
+    refreshed_count: usize,
+}
+
+/// Creates the worker's session of a resource type (or returns the one it has).
+#[utoipa::path(post, path = "/session/create", operation_id = "session_create", tag = "sessions",
+    request_body = CreateBody,
+    params(WorkerHeader, IdempotencyHeader),
+    responses(
+        (status = 200, description = "Success", body = Envelope<SessionCreated>),
+        (status = "4XX", description = "Refused: the envelope names the problem (codes in docs/api.md)", body = Envelope<Value>),
+        (status = "5XX", description = "The plugin could not initialize the session (2001) or a limit was reached (2004)", body = Envelope<Value>),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     id: RequestId,
@@ -86,20 +167,29 @@ pub async fn create(
     match result {
         Ok((s, created)) => ok(
             &id,
-            json!({
-                "session_id": s.id,
-                "session_name": s.name,
-                "session_status": s.status(),
-                "resource_type": s.resource_type,
-                "created": created,
-                "from_snapshot": body.from_snapshot,
-            }),
+            SessionCreated {
+                session_id: s.id.clone(),
+                session_name: s.name.clone(),
+                session_status: s.status(),
+                resource_type: s.resource_type.clone(),
+                created,
+                from_snapshot: body.from_snapshot,
+            },
             Map::new(),
         ),
         Err(e) => ApiError::new(e, &id).into_response(),
     }
 }
 
+/// Destroys the worker's session of a resource type.
+#[utoipa::path(post, path = "/session/destroy", operation_id = "session_destroy", tag = "sessions",
+    request_body = TargetBody,
+    params(WorkerHeader),
+    responses(
+        (status = 200, description = "Success", body = Envelope<SessionDestroyed>),
+        (status = "4XX", description = "No such worker (1004) or session (1003)", body = Envelope<Value>),
+        (status = "5XX", description = "The server or a plugin failed, timed out, or is unavailable (codes in docs/api.md)", body = Envelope<Value>),
+    ))]
 pub async fn destroy(
     State(state): State<AppState>,
     id: RequestId,
@@ -117,12 +207,12 @@ pub async fn destroy(
     match result {
         Ok(s) => ok(
             &id,
-            json!({
-                "session_id": s.id,
-                "session_name": s.name,
-                "resource_type": s.resource_type,
-                "destroyed": true,
-            }),
+            SessionDestroyed {
+                session_id: s.id.clone(),
+                session_name: s.name.clone(),
+                resource_type: s.resource_type.clone(),
+                destroyed: true,
+            },
             Map::new(),
         ),
         Err(e) => ApiError::new(e, &id).into_response(),
@@ -130,19 +220,28 @@ pub async fn destroy(
 }
 
 /// One session as listings show it.
-pub fn session_json(s: &Session, ttl: std::time::Duration) -> Value {
-    json!({
-        "resource_type": s.resource_type,
-        "session_id": s.id,
-        "session_name": s.name,
-        "status": s.status(),
-        "created_at": rfc3339(s.created_at),
-        "last_activity": rfc3339(s.last_activity()),
-        "expires_at": rfc3339(s.expires_at(ttl)),
-        "temporary": s.temporary,
-    })
+pub fn session_info(s: &Session, ttl: std::time::Duration) -> SessionInfo {
+    SessionInfo {
+        resource_type: s.resource_type.clone(),
+        session_id: s.id.clone(),
+        session_name: s.name.clone(),
+        status: s.status(),
+        created_at: rfc3339(s.created_at),
+        last_activity: rfc3339(s.last_activity()),
+        expires_at: rfc3339(s.expires_at(ttl)),
+        temporary: s.temporary,
+    }
 }
 
+/// The worker's sessions (named and temporary).
+#[utoipa::path(post, path = "/session/list", operation_id = "session_list", tag = "sessions",
+    request_body = WorkerBody,
+    params(WorkerHeader),
+    responses(
+        (status = 200, description = "Success", body = Envelope<SessionList>),
+        (status = "4XX", description = "Refused: the envelope names the problem (codes in docs/api.md)", body = Envelope<Value>),
+        (status = "5XX", description = "The server or a plugin failed, timed out, or is unavailable (codes in docs/api.md)", body = Envelope<Value>),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     id: RequestId,
@@ -154,20 +253,34 @@ pub async fn list(
         Err(e) => return ApiError::new(e, &id).into_response(),
     };
     let ttl = state.core.sessions.ttl();
-    let sessions: Vec<Value> = state
+    let sessions: Vec<SessionInfo> = state
         .core
         .sessions
         .list(&worker)
         .iter()
-        .map(|s| session_json(s, ttl))
+        .map(|s| session_info(s, ttl))
         .collect();
+    let count = sessions.len();
     ok(
         &id,
-        json!({"worker_id": worker, "sessions": sessions, "count": sessions.len()}),
+        SessionList {
+            worker_id: worker,
+            sessions,
+            count,
+        },
         Map::new(),
     )
 }
 
+/// Restarts the TTL of the worker's sessions (of one resource type, if named).
+#[utoipa::path(post, path = "/session/refresh", operation_id = "session_refresh", tag = "sessions",
+    request_body = WorkerBody,
+    params(WorkerHeader),
+    responses(
+        (status = 200, description = "Success", body = Envelope<Refreshed>),
+        (status = "4XX", description = "Refused: the envelope names the problem (codes in docs/api.md)", body = Envelope<Value>),
+        (status = "5XX", description = "The server or a plugin failed, timed out, or is unavailable (codes in docs/api.md)", body = Envelope<Value>),
+    ))]
 pub async fn refresh(
     State(state): State<AppState>,
     id: RequestId,
@@ -190,13 +303,23 @@ pub async fn refresh(
                 .map(|s| s.expires_at(ttl))
                 .max()
                 .map(rfc3339);
-            let refreshed: Vec<Value> = sessions
+            let refreshed: Vec<RefreshedSession> = sessions
                 .iter()
-                .map(|s| json!({"resource_type": s.resource_type, "session_id": s.id, "expires_at": rfc3339(s.expires_at(ttl))}))
+                .map(|s| RefreshedSession {
+                    resource_type: s.resource_type.clone(),
+                    session_id: s.id.clone(),
+                    expires_at: rfc3339(s.expires_at(ttl)),
+                })
                 .collect();
+            let refreshed_count = refreshed.len();
             ok(
                 &id,
-                json!({"worker_id": worker, "expires_at": expires_at, "refreshed": refreshed, "refreshed_count": refreshed.len()}),
+                Refreshed {
+                    worker_id: worker,
+                    expires_at,
+                    refreshed,
+                    refreshed_count,
+                },
                 Map::new(),
             )
         }

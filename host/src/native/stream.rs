@@ -19,8 +19,20 @@ use tokio::sync::mpsc;
 use super::envelope::ApiError;
 use super::execute::{answer, request, ExecuteBody};
 use super::extract::Body;
+use super::openapi::{SessionHeader, WorkerHeader};
 use crate::core::executor::{Chunk, ExecReport};
+use crate::web::envelope::Envelope;
 use crate::web::{AppState, RequestId, Routing};
+
+/// One Server-Sent Event of the stream (for the API description).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct StreamEvent {
+    /// `chunk` or `result`.
+    event: String,
+    /// JSON: `{"stream", "text"}` for a chunk, the envelope for the result.
+    data: String,
+}
 
 type Call = Pin<Box<dyn std::future::Future<Output = ExecReport> + Send>>;
 
@@ -39,6 +51,16 @@ enum Phase {
     Done,
 }
 
+/// `/execute` as Server-Sent Events: `chunk` events while the tool runs,
+/// then one `result` event carrying the envelope `/execute` would answer.
+#[utoipa::path(post, path = "/execute/stream", operation_id = "execute_stream", tag = "execute",
+    request_body = ExecuteBody,
+    params(WorkerHeader, SessionHeader),
+    responses(
+        (status = 200, description = "`event: chunk` (`{\"stream\", \"text\"}`) events, then one `event: result` with the envelope", content_type = "text/event-stream", body = StreamEvent),
+        (status = "4XX", description = "The body was refused before the stream started", body = Envelope<serde_json::Value>),
+        (status = "5XX", description = "The server or a plugin failed, timed out, or is unavailable (codes in docs/api.md)", body = Envelope<serde_json::Value>),
+    ))]
 pub async fn stream(
     State(state): State<AppState>,
     id: RequestId,
@@ -49,6 +71,10 @@ pub async fn stream(
         Ok(r) => r,
         Err(e) => return ApiError::new(e, &id).into_response(),
     };
+    // What can be refused before the stream is, with its status.
+    if let Err(e) = state.core.precheck(&req) {
+        return ApiError::new(e, &id).into_response();
+    }
     let (tx, chunks) = mpsc::unbounded_channel();
     req.chunks = Some(tx);
     let core = state.core.clone();

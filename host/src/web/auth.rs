@@ -1,7 +1,8 @@
 //! Optional bearer-token authentication for every endpoint but the probes
 //! (`/health`, `/ready`), which balancers and Kubernetes call without one,
-//! and the trajectory viewer page, which holds no data: its script asks for
-//! everything with the token (`native/trajectories/viewer.rs`).
+//! the trajectory viewer page, which holds no data: its script asks for
+//! everything with the token (`native/trajectories/viewer.rs`), and
+//! `/metrics` when `server.metrics_public = true`.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -20,7 +21,9 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     let token = &state.core.config.server.auth_token;
-    if token.is_empty() || super::drain::is_probe(req.uri().path()) || is_viewer_page(&req) {
+    let path = req.uri().path();
+    let public_metrics = state.core.config.server.metrics_public && path == super::metrics::PATH;
+    if token.is_empty() || super::drain::is_probe(path) || public_metrics || is_viewer_page(&req) {
         return next.run(req).await;
     }
     let presented = req
@@ -33,6 +36,9 @@ pub async fn require_token(
         Some(p) if bool::from(p.as_bytes().ct_eq(token.as_bytes())) => return next.run(req).await,
         Some(_) => "Invalid bearer token",
     };
+    state
+        .core
+        .note_refusal(crate::metrics::Refusal::Unauthorized);
     super::fallback::refusal(&req, CoreError::Unauthorized(error.into()), &id)
 }
 

@@ -57,10 +57,16 @@ pub fn is_probe(path: &str) -> bool {
     path == "/health" || path == "/ready"
 }
 
+/// Does this path answer while draining, uncounted: probes, and `/metrics`,
+/// whose scrapes show the drain?
+pub fn answers_while_draining(path: &str) -> bool {
+    is_probe(path) || path == super::metrics::PATH
+}
+
 /// Middleware: counts the request while it is served, and tells a client
 /// refused with 503 (draining, plugin busy, not warmed up) when to retry.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let _entered = (!is_probe(req.uri().path())).then(|| {
+    let _entered = (!answers_while_draining(req.uri().path())).then(|| {
         state.inflight.count.fetch_add(1, Ordering::SeqCst);
         Entered(state.inflight.clone())
     });

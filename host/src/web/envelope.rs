@@ -7,16 +7,33 @@ use serde_json::{Map, Value};
 
 /// Serialized straight from this struct, so a tool's result text is copied
 /// into the answer as is.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Envelope<D> {
+    /// 0 on success, else the error's code.
     pub code: u32,
     pub message: String,
     pub data: D,
+    #[schema(value_type = EnvelopeMeta)]
     pub meta: Map<String, Value>,
 }
 
+/// What `meta` holds (for the API description; answers build it as a map,
+/// and a surface may add keys of its own).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct EnvelopeMeta {
+    /// From the `X-Request-Id` header, else generated.
+    request_id: String,
+    /// The host that answered (`server.node_name`).
+    #[schema(required = false)]
+    node: String,
+    /// Errors only: the error's type name (`ParameterError`, …).
+    #[schema(required = false)]
+    error_type: String,
+}
+
 /// `data` of a batch answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BatchData<R> {
     pub results: Vec<R>,
     pub total: usize,

@@ -46,7 +46,10 @@ pub async fn refuse_while_stopping(
     req: Request,
     next: Next,
 ) -> Response {
-    if state.core.is_shutting_down() && !super::drain::is_probe(req.uri().path()) {
+    if state.core.is_shutting_down() && !super::drain::answers_while_draining(req.uri().path()) {
+        state
+            .core
+            .note_refusal(crate::metrics::Refusal::ShuttingDown);
         return refusal(&req, CoreError::ShuttingDown, &id);
     }
     next.run(req).await

@@ -167,7 +167,10 @@ pub async fn once(
         return next.run(req).await;
     }
     let key = match key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_string(),
+        // Visible ASCII only: a header value may also hold spaces and tabs.
+        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            k.to_string()
+        }
         _ => {
             let e = CoreError::InvalidParams(
                 "Header 'Idempotency-Key' must be 1–255 visible ASCII characters".into(),

@@ -20,7 +20,9 @@ pub mod drain;
 pub mod envelope;
 mod fallback;
 pub mod idempotency;
+mod metrics;
 pub mod node;
+pub mod ready;
 pub mod request_id;
 pub mod routing;
 mod state;
@@ -47,6 +49,14 @@ pub fn app(state: AppState, surfaces: Vec<Surface>) -> Router {
     tracing::info!(surfaces = ?names, "serving");
     let surfaces = std::sync::Arc::new(surfaces);
     let mut router = Router::new().route("/health", get(fallback::health));
+    if state.core.metrics.is_some() {
+        router = router.route(metrics::PATH, get(metrics::serve));
+        if state.core.config.server.metrics_public {
+            tracing::warn!(
+                "server.metrics_public = true: /metrics answers without the bearer token"
+            );
+        }
+    }
     for s in surfaces.iter() {
         router = router.merge(s.routes.clone());
     }
@@ -68,6 +78,10 @@ pub fn app(state: AppState, surfaces: Vec<Surface>) -> Router {
         ))
         .layer(axum::Extension(surfaces))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
         .layer(middleware::from_fn(request_id::assign))
         .with_state(state)
 }

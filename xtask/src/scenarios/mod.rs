@@ -7,6 +7,7 @@ mod host;
 mod hotplug;
 mod isolated;
 mod mcp;
+mod metrics;
 mod rag;
 mod rollouts;
 mod soak;
@@ -106,6 +107,7 @@ pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow:
             Scenario::Hotplug => hotplug::run(&cx, &mut section).await,
             Scenario::Soak => soak::run(&cx, &mut section).await,
             Scenario::Trajectories => trajectories::run(&cx, &mut section).await,
+            Scenario::Metrics => metrics::run(&cx, &mut section).await,
         };
         if let Err(e) = result {
             let reason = format!("{e:#}");
@@ -132,6 +134,7 @@ fn title(s: Scenario) -> &'static str {
         Scenario::Hotplug => "Hot-plug",
         Scenario::Soak => "Reliability soak",
         Scenario::Trajectories => "Trajectories",
+        Scenario::Metrics => "Metrics",
     }
 }
 
