@@ -1,4 +1,4 @@
-//! Building the server, the plugins and the corpus generator in release, and
+//! Building the server, the plugins and the rag examples in release, and
 //! finding what cargo produced (from its JSON messages, so `CARGO_TARGET_DIR`
 //! and profiles need no guessing).
 
@@ -28,6 +28,8 @@ pub struct Artifacts {
     pub plugins: BTreeMap<String, PathBuf>,
     /// The rag plugin's synthetic corpus generator (`examples/gen_corpus.rs`).
     pub gen_corpus: Option<PathBuf>,
+    /// Searches a Faiss index file as the rag plugin does (`examples/faiss_search.rs`).
+    pub faiss_search: Option<PathBuf>,
     /// Crates that failed to build, for the report.
     pub missing: Vec<String>,
 }
@@ -59,12 +61,15 @@ pub fn build(root: &Path) -> anyhow::Result<Artifacts> {
             "agentflow-rag",
             "--example",
             "gen_corpus",
+            "--example",
+            "faiss_search",
         ],
     )?;
     found.extend(examples);
 
     let mut agentflow = None;
     let mut gen_corpus = None;
+    let mut faiss_search = None;
     let mut plugins = BTreeMap::new();
     for file in found {
         let name = file
@@ -75,6 +80,8 @@ pub fn build(root: &Path) -> anyhow::Result<Artifacts> {
             agentflow = Some(file);
         } else if name == "gen_corpus" {
             gen_corpus = Some(file);
+        } else if name == "faiss_search" {
+            faiss_search = Some(file);
         } else if let Some(plugin) = name
             .strip_prefix("libagentflow_")
             .and_then(|n| n.strip_suffix(".so"))
@@ -93,6 +100,9 @@ pub fn build(root: &Path) -> anyhow::Result<Artifacts> {
     if gen_corpus.is_none() {
         missing.push("agentflow-rag example gen_corpus".into());
     }
+    if faiss_search.is_none() {
+        missing.push("agentflow-rag example faiss_search".into());
+    }
     for m in &missing {
         eprintln!("xtask bench: {m} did not build; its rows are reported as not measured");
     }
@@ -100,6 +110,7 @@ pub fn build(root: &Path) -> anyhow::Result<Artifacts> {
         agentflow,
         plugins,
         gen_corpus,
+        faiss_search,
         missing,
     })
 }

@@ -13,6 +13,7 @@ pub enum Scenario {
     Rollouts,
     Vm,
     Rag,
+    Faiss,
     Hotplug,
     Soak,
     Trajectories,
@@ -46,6 +47,16 @@ pub struct Plan {
     pub rag_index_docs: usize,
     /// Sessions created to measure memory per vm session.
     pub vm_memory_sessions: usize,
+    /// Synthetic 384-dimensional vectors in the Faiss indexes (and passages
+    /// in their corpus); the size is 1 000 000.
+    pub faiss_vectors: u64,
+    /// Queries searched one by one in the HNSW and IVF indexes, per side.
+    pub faiss_queries: usize,
+    /// The same in the flat index, whose every query reads all the vectors.
+    pub faiss_flat_queries: usize,
+    /// Each `rag:search` throughput over a Faiss index, split in two slices
+    /// alternating with the other configuration's.
+    pub faiss_window: Duration,
 }
 
 impl Plan {
@@ -64,6 +75,10 @@ impl Plan {
             rag_lexical_passages: 100_000,
             rag_index_docs: 64,
             vm_memory_sessions: 4,
+            faiss_vectors: 1_000_000,
+            faiss_queries: 1000,
+            faiss_flat_queries: 300,
+            faiss_window: Duration::from_secs(30),
         }
     }
 
@@ -82,6 +97,10 @@ impl Plan {
             rag_lexical_passages: 10_000,
             rag_index_docs: 32,
             vm_memory_sessions: 2,
+            faiss_vectors: 100_000,
+            faiss_queries: 200,
+            faiss_flat_queries: 100,
+            faiss_window: Duration::from_secs(4),
         }
     }
 }
@@ -96,6 +115,7 @@ fn all() -> Vec<Scenario> {
         Scenario::Rollouts,
         Scenario::Vm,
         Scenario::Rag,
+        Scenario::Faiss,
         Scenario::Hotplug,
         Scenario::Soak,
         Scenario::Trajectories,

@@ -3,6 +3,7 @@
 
 mod bash;
 mod cluster;
+mod faiss;
 mod host;
 mod hotplug;
 mod isolated;
@@ -104,6 +105,7 @@ pub async fn run_all(root: &Path, artifacts: &Artifacts, plan: &Plan) -> anyhow:
             Scenario::Rollouts => rollouts::run(&cx, &mut section).await,
             Scenario::Vm => vm::run(&cx, &mut section).await,
             Scenario::Rag => rag::run(&cx, &mut section).await,
+            Scenario::Faiss => faiss::run(&cx, &mut section).await,
             Scenario::Hotplug => hotplug::run(&cx, &mut section).await,
             Scenario::Soak => soak::run(&cx, &mut section).await,
             Scenario::Trajectories => trajectories::run(&cx, &mut section).await,
@@ -131,6 +133,7 @@ fn title(s: Scenario) -> &'static str {
         Scenario::Rollouts => "RL rollouts (bash)",
         Scenario::Vm => "vm",
         Scenario::Rag => "rag",
+        Scenario::Faiss => "rag over a Faiss index",
         Scenario::Hotplug => "Hot-plug",
         Scenario::Soak => "Reliability soak",
         Scenario::Trajectories => "Trajectories",
