@@ -9,8 +9,41 @@ use super::error::{CoreError, CoreResult};
 use super::executor::{ExecMeta, ExecRequest, Resolved, ToolOutput};
 use super::trajectory::catalog::Summary;
 use super::trajectory::export::Export;
-use super::trajectory::{Call, Source, Trajectories, Writer};
+use super::trajectory::{images, Call, Origin, Source, Trajectories, Writer};
 use super::Core;
+
+/// Results up to this size without screenshots are recorded on the
+/// runtime's thread.
+const INLINE_MAX: usize = 16 * 1024;
+
+/// A finished call, owned, to record on whichever thread.
+struct Step {
+    action: String,
+    params: Option<Arc<serde_json::Value>>,
+    origin: Origin,
+    started_at: SystemTime,
+    duration_ms: f64,
+}
+
+impl Step {
+    /// Appends the step; the error names the trajectory's directory.
+    fn write(&self, writer: &Writer, result: &CoreResult<ToolOutput>) -> Result<(), String> {
+        let null = serde_json::Value::Null;
+        writer
+            .append(&Call {
+                action: &self.action,
+                params: self.params.as_deref().unwrap_or(&null),
+                started_at: self.started_at,
+                duration_ms: self.duration_ms,
+                origin: &self.origin,
+                outcome: match result {
+                    Ok(out) => Ok(out.as_ref()),
+                    Err(e) => Err((e.kind(), e.to_string())),
+                },
+            })
+            .map_err(|e| format!("{}: {e}", writer.dir().display()))
+    }
+}
 
 /// Runs file work on a blocking thread.
 async fn blocking<T: Send + 'static>(
@@ -56,37 +89,45 @@ impl Core {
         let Some(writer) = self.trajectory_of(req, meta, resolved) else {
             return result;
         };
-        let action = meta.full_name.clone().unwrap_or_else(|| req.action.clone());
-        let params = resolved.params.clone();
-        let origin = req.origin.clone();
-        let duration_ms = meta.execution_time_ms;
-        let job = tokio::task::spawn_blocking(move || {
-            let null = serde_json::Value::Null;
-            let written = writer.append(&Call {
-                action: &action,
-                params: params.as_deref().unwrap_or(&null),
-                started_at,
-                duration_ms,
-                origin: &origin,
-                outcome: match &result {
-                    Ok(out) => Ok(out.as_ref()),
-                    Err(e) => Err((e.kind(), e.to_string())),
-                },
+        let step = Step {
+            action: meta.full_name.clone().unwrap_or_else(|| req.action.clone()),
+            params: resolved.params.clone(),
+            origin: req.origin.clone(),
+            started_at,
+            duration_ms: meta.execution_time_ms,
+        };
+        // A small result without screenshots is one short write(2): done
+        // here, as a hand-off to a blocking thread would cost more. Parsing,
+        // hashing and storing screenshots, or copying a large result, is not.
+        let light = match &result {
+            Ok(out) => out.get().len() <= INLINE_MAX && !images::may_have_images(out),
+            Err(_) => true,
+        };
+        let (result, written) = if light {
+            let written = step.write(&writer, &result);
+            (result, written)
+        } else {
+            let job = tokio::task::spawn_blocking(move || {
+                let written = step.write(&writer, &result);
+                (result, written)
             });
-            (result, written.map_err(|e| (writer.dir().to_path_buf(), e)))
-        });
-        match job.await {
-            Ok((result, Ok(()))) => result,
-            Ok((_, Err((dir, e)))) => {
-                tracing::error!(worker = %req.worker_id, dir = %dir.display(), error = %e, "a call's step could not be written to its trajectory");
+            match job.await {
+                Ok(done) => done,
+                Err(e) => {
+                    return Err(CoreError::Internal(format!(
+                        "the call ran, but recording its step failed: {e}"
+                    )))
+                }
+            }
+        };
+        match written {
+            Ok(()) => result,
+            Err(e) => {
+                tracing::error!(worker = %req.worker_id, error = %e, "a call's step could not be written to its trajectory");
                 Err(CoreError::Internal(format!(
-                    "the call ran, but its step could not be written to the session's trajectory ({}): {e}",
-                    dir.display()
+                    "the call ran, but its step could not be written to the session's trajectory: {e}"
                 )))
             }
-            Err(e) => Err(CoreError::Internal(format!(
-                "the call ran, but recording its step failed: {e}"
-            ))),
         }
     }
 

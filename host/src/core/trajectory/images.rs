@@ -27,10 +27,15 @@ pub struct Extracted {
     pub images: Vec<Image>,
 }
 
+/// Whether `result` may hold a screenshot (a look at the text, no parsing).
+pub fn may_have_images(result: &RawValue) -> bool {
+    result.get().contains(PNG_BASE64)
+}
+
 /// Takes the PNGs out of `result`; `None` when it has none (most results:
 /// checked on the text, without parsing it).
 pub fn extract(result: &RawValue) -> Option<Extracted> {
-    if !result.get().contains(PNG_BASE64) {
+    if !may_have_images(result) {
         return None;
     }
     let mut tree: Value = serde_json::from_str(result.get()).ok()?;
