@@ -107,9 +107,6 @@ fn max_level() -> u8 {
     }
 }
 
-/// A plugin's log record as a host event: target `plugin`, the plugin's name
-/// and its own module. Emitted on the thread that runs the plugin's code, so
-/// inside a call it carries that call's span (request id, worker, session).
 /// The last line each plugin logged at info level or above, by plugin name.
 static LAST_LINES: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
@@ -127,6 +124,9 @@ pub fn last_log_line(plugin: &str) -> Option<String> {
         .cloned()
 }
 
+/// A plugin's log record as a host event: target `plugin`, the plugin's name
+/// and its own module. Emitted on the thread that runs the plugin's code, so
+/// inside a call it carries that call's span (request id, worker, session).
 extern "C" fn host_log(level: u8, plugin: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
     let (plugin, module, message) = (plugin.as_str(), target.as_str(), message.as_str());
     if level <= 3 {
