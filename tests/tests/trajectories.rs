@@ -389,7 +389,13 @@ fn recorded_sessions_are_logged_exported_viewed_and_survive_sigkill() {
     let r = call(&s, "w", "bash:run", json!({"command": "echo last words"}));
     assert_eq!(r.status, 200, "{}", r.body);
     s.kill();
-    let s = start(&traj, &["bash"], &[]);
+    // Warming bash at start removes the killed host's session disks; the
+    // test waits for it, so no mount outlives the test.
+    let s = start(&traj, &["bash"], &["warmup = [\"bash\"]"]);
+    assert!(agentflow_e2e::eventually(
+        std::time::Duration::from_secs(30),
+        || s.send("GET", "/ready", &[], None).status == 200
+    ));
     let lines = log_lines(&s, &bash);
     let last = lines.last().unwrap();
     assert_eq!(last["type"], "step", "a killed host writes no end line");
