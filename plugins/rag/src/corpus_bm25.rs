@@ -13,6 +13,7 @@ use serde_json::json;
 use tantivy::Searcher;
 
 use crate::document::Document;
+use crate::durable::write_synced;
 use crate::error::{RagError, RagResult};
 use crate::lazy_corpus::LazyCorpus;
 use crate::lexical::LexicalIndex;
@@ -159,11 +160,4 @@ fn build(
         progress.elapsed().as_secs_f64()
     ));
     Ok(())
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

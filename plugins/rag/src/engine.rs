@@ -18,6 +18,7 @@ use crate::config::{RagConfig, MAX_TOP_K};
 use crate::corpus_build::build_index;
 use crate::dense::{DenseBuilder, DenseMatrix, DenseWriter};
 use crate::document::Document;
+use crate::durable::write_synced;
 use crate::error::{RagError, RagResult};
 use crate::fusion::reciprocal_rank_fusion;
 use crate::lexical::{LexicalIndex, StoredDoc};
@@ -508,14 +509,6 @@ fn encoder_stamp(embedder: &crate::embedder::Embedder) -> Value {
         "normalize": spec.normalize,
         "passage_prefix": spec.passage_prefix,
     })
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> RagResult<()> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
 }
 
 /// Total size of the files under `path`.

@@ -27,6 +27,7 @@ mod corpus_bm25;
 mod corpus_build;
 mod dense;
 mod document;
+mod durable;
 mod embedder;
 mod encoder_spec;
 mod engine;

@@ -1,6 +1,6 @@
 //! The plugin's encoder for use outside a search: precomputing the vectors of
-//! a corpus to build a Faiss index with other tools (`examples/embed_corpus.rs`),
-//! and the tests that compare this plugin's Faiss searches with Python's.
+//! a corpus to build a Faiss index with other tools, as the test
+//! `tests/faiss_index.rs` does to compare this plugin's searches with Python's.
 
 use plugin_api::PluginError;
 
