@@ -103,7 +103,9 @@ impl Default for RagConfig {
             max_tokens: 256,
             batching: true,
             batch_trigger: 8,
-            batch_max_wait_ms: 2,
+            // No deliberate wait: a lone query is encoded at once, and queries
+            // arriving while a batch runs form the next one.
+            batch_max_wait_ms: 0,
             batch_max: 32,
             batcher_max_wait_time: None,
             device: None,
