@@ -111,11 +111,17 @@ fn max_level() -> u8 {
 static LAST_LINES: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
     std::sync::Mutex::new(std::collections::BTreeMap::new());
 
+thread_local! {
+    /// True while this thread runs a plugin's warmup.
+    static IN_WARMUP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Longest line kept by [`last_log_line`].
 const LAST_LINE_CHARS: usize = 300;
 
 /// The last line `plugin` (loaded in this process) logged at info level or
-/// above: how a long warmup (building an index) shows its progress.
+/// above on its warmup's thread: how a long warmup (building an index) shows
+/// its progress.
 pub fn last_log_line(plugin: &str) -> Option<String> {
     LAST_LINES
         .lock()
@@ -129,7 +135,7 @@ pub fn last_log_line(plugin: &str) -> Option<String> {
 /// inside a call it carries that call's span (request id, worker, session).
 extern "C" fn host_log(level: u8, plugin: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
     let (plugin, module, message) = (plugin.as_str(), target.as_str(), message.as_str());
-    if level <= 3 {
+    if level <= 3 && IN_WARMUP.with(std::cell::Cell::get) {
         let line: String = message.chars().take(LAST_LINE_CHARS).collect();
         LAST_LINES
             .lock()
@@ -282,7 +288,12 @@ impl LoadedPlugin {
     /// Builds the plugin object if needed and warms it up with its config.
     pub fn warmup(&self, config: &serde_json::Value) -> Result<(), PluginError> {
         let config = config.to_string();
-        unit((self.module.warmup())(RStr::from_str(&config)))
+        // Lines logged on this thread during warmup are kept for
+        // `last_log_line`; calls' log lines cost nothing extra.
+        IN_WARMUP.with(|w| w.set(true));
+        let result = unit((self.module.warmup())(RStr::from_str(&config)));
+        IN_WARMUP.with(|w| w.set(false));
+        result
     }
 
     /// Cleans up every session the plugin still has and shuts it down.
