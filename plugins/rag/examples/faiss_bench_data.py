@@ -148,6 +148,8 @@ def main():
         "threads": faiss.omp_get_max_threads(),
         "build_seconds": built,
         "built_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        # Build times depend on what else ran on the machine meanwhile.
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
     with open(manifest_path + ".tmp", "w") as f:
         json.dump(manifest, f, indent=1)

@@ -6,6 +6,7 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/index_io.h>
+#include <faiss/utils/distances.h>
 
 #include <cxxabi.h>
 
@@ -14,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <string>
 #include <typeinfo>
 
@@ -23,6 +25,28 @@ void put_error(char* err, size_t len, const char* message) {
         std::snprintf(err, len, "%s", message);
     }
 }
+// Exact (flat) search computes inner products or L2 distances one query at a
+// time below `distance_compute_blas_threshold` queries (Faiss's default 20)
+// and in one matrix product per block of vectors from there on. The rag
+// plugin's query batches are mostly smaller than 20, and a batch of any size
+// then cost a full scan of the vectors per query. With the product for every
+// search and larger database blocks, a flat search of 1M x 384 vectors on
+// the 2-core machine of BENCHMARKS.md took (ms per query, batch 1/8/32; timed
+// by hand with both cores) 486/240/26 with Faiss's defaults and 188/31/8.9
+// with these; BENCHMARKS.md, "rag over a Faiss index", has what that does to
+// `rag:search` throughput. `query_bs` bounds the block of products Faiss
+// allocates per search: query_bs x database_bs floats (32 MiB here, against
+// 1 GiB for Faiss's 4096-query default at this database block). Process-wide
+// Faiss settings: set once, before the first index is read, so no search
+// runs while they change.
+void tune_exact_search() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        faiss::distance_compute_blas_threshold = 1;
+        faiss::distance_compute_blas_query_bs = 64;
+        faiss::distance_compute_blas_database_bs = 131072;
+    });
+}
 }  // namespace
 
 extern "C" {
@@ -31,6 +55,7 @@ extern "C" {
 // inverted lists of IVF indexes) instead of reading it. NULL on error.
 void* agentflow_faiss_read(const char* path, int mmap, char* err, size_t len) {
     try {
+        tune_exact_search();
         int flags = mmap ? (faiss::IO_FLAG_MMAP | faiss::IO_FLAG_READ_ONLY) : 0;
         return faiss::read_index(path, flags);
     } catch (const std::exception& e) {

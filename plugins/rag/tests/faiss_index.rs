@@ -218,6 +218,18 @@ fn faiss_indexes_from_python_answer_like_python_faiss() {
                 .map(|l| data.ids[l.as_u64().unwrap() as usize].as_str())
                 .collect();
             assert_eq!(ours, theirs, "{name}: question {q} '{}'", data.questions[q]);
+            // Alone, a question gets what it got in the batch: exact search
+            // takes the same matrix-product path for one query as for many.
+            let alone = ok(
+                &plugin,
+                "search",
+                json!({"query": data.questions[q], "top_k": K, "mode": "dense"}),
+            );
+            assert_eq!(
+                hit_ids(&alone),
+                ours,
+                "{name}: question {q} alone vs in a batch"
+            );
             for (hit, score) in hits
                 .as_array()
                 .unwrap()
