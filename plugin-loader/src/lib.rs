@@ -289,7 +289,12 @@ impl LoadedPlugin {
     pub fn warmup(&self, config: &serde_json::Value) -> Result<(), PluginError> {
         let config = config.to_string();
         // Lines logged on this thread during warmup are kept for
-        // `last_log_line`; calls' log lines cost nothing extra.
+        // `last_log_line`; calls' log lines cost nothing extra. A warmup
+        // again (after an upgrade) starts without the last one's line.
+        LAST_LINES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.info().name);
         IN_WARMUP.with(|w| w.set(true));
         let result = unit((self.module.warmup())(RStr::from_str(&config)));
         IN_WARMUP.with(|w| w.set(false));

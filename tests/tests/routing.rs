@@ -159,10 +159,22 @@ fn a_call_naming_a_session_this_host_lacks_is_refused_and_runs_nowhere() {
 
 #[test]
 fn ready_waits_for_the_startup_warmup() {
+    ready_waits_for_the_warmup_and_shows_its_progress("");
+}
+
+#[test]
+fn an_isolated_plugin_s_warmup_progress_shows_too() {
+    // The line is logged in the plugin's own process.
+    ready_waits_for_the_warmup_and_shows_its_progress("[plugins.fixture]\nmode = \"isolated\"\n");
+}
+
+fn ready_waits_for_the_warmup_and_shows_its_progress(plugin_toml: &str) {
     let s = Server::builder()
         .plugin("fixture")
         .server("warmup = [\"fixture\"]")
-        .toml("[plugins.fixture.config]\nwarmup_delay = 1.5")
+        .toml(&format!(
+            "{plugin_toml}[plugins.fixture.config]\nwarmup_delay = 1.5"
+        ))
         .start();
     let r = s.send("GET", "/ready", &[], None);
     assert_eq!(
@@ -181,6 +193,12 @@ fn ready_waits_for_the_startup_warmup() {
         "{}",
         fixture()
     );
+    let mode = if plugin_toml.contains("isolated") {
+        "isolated"
+    } else {
+        "in_process"
+    };
+    assert_eq!(fixture()["mode"], mode);
     assert!(agentflow_e2e::eventually(Duration::from_secs(20), || s
         .send("GET", "/ready", &[], None)
         .status

@@ -45,6 +45,12 @@ pub trait PluginHandle: Send + Sync + 'static {
         None
     }
 
+    /// The last line the plugin logged (info or above) during its current or
+    /// last warmup: how a long warmup (building an index) shows progress.
+    fn warmup_progress(&self) -> Option<String> {
+        None
+    }
+
     /// Freezes a session as a snapshot; returns the plugin's JSON report.
     fn snapshot(&self, session_id: &str, snapshot_id: &str) -> Result<String, PluginError> {
         let _ = (session_id, snapshot_id);
@@ -78,6 +84,9 @@ impl PluginHandle for LoadedPlugin {
     }
     fn warmup(&self, config: &Value) -> Result<(), PluginError> {
         LoadedPlugin::warmup(self, config)
+    }
+    fn warmup_progress(&self) -> Option<String> {
+        plugin_loader::last_log_line(&self.info().name)
     }
     fn shutdown(&self) -> Result<(), PluginError> {
         LoadedPlugin::shutdown(self)

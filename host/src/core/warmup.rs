@@ -187,7 +187,7 @@ impl Core {
                     },
                     process: b.plugin.isolated(),
                     progress: (state == "warming")
-                        .then(|| plugin_loader::last_log_line(&b.name))
+                        .then(|| b.plugin.warmup_progress())
                         .flatten(),
                 },
             );

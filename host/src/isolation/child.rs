@@ -15,7 +15,7 @@ use plugin_api::{ErrorKind, PluginError, PluginInfo, ToolInfo};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::protocol::{Greeting, Op, Outcome, Reply, Request};
+use super::protocol::{Greeting, Op, Outcome, Reply, Request, PROGRESS};
 use crate::core::handle::{CallControl, PluginHandle};
 
 /// How long a runner may take to load its library and greet.
@@ -101,6 +101,8 @@ pub struct IsolatedPlugin {
     tools: Vec<ToolInfo>,
     /// The config of the last successful warmup, to warm a new runner with.
     warm_config: Mutex<Option<Value>>,
+    /// The last line the runner reported during the current or last warmup.
+    progress: Mutex<Option<String>>,
     state: Mutex<State>,
     next_id: AtomicU64,
 }
@@ -115,6 +117,7 @@ impl IsolatedPlugin {
             info,
             tools,
             warm_config: Mutex::new(None),
+            progress: Mutex::new(None),
             state: Mutex::new(State {
                 current: Some(runner),
                 broken: HashMap::new(),
@@ -474,14 +477,24 @@ impl PluginHandle for IsolatedPlugin {
     }
 
     fn warmup(&self, config: &Value) -> Result<(), PluginError> {
-        self.request(
-            Op::Warmup {
-                config: config.clone(),
-            },
-            None,
-        )?;
+        *lock(&self.progress) = None;
+        let runner = self.live()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let keep = |stream: &str, line: &str| {
+            if stream == PROGRESS {
+                *lock(&self.progress) = Some(line.to_string());
+            }
+        };
+        let op = Op::Warmup {
+            config: config.clone(),
+        };
+        exchange(&runner, id, op, None, Some(&keep))?;
         *lock(&self.warm_config) = Some(config.clone());
         Ok(())
+    }
+
+    fn warmup_progress(&self) -> Option<String> {
+        lock(&self.progress).clone()
     }
 
     fn shutdown(&self) -> Result<(), PluginError> {

@@ -57,6 +57,10 @@ pub enum Op {
     },
 }
 
+/// The `stream` of the chunks a warmup sends before its result: each is the
+/// latest line the plugin logged while warming up.
+pub const PROGRESS: &str = "progress";
+
 /// The runner's first line: the library loaded, or why not.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -15,7 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use plugin_loader::{CallControl, LoadedPlugin};
 
-use super::protocol::{Greeting, Op, Outcome, Reply, Request};
+use super::protocol::{Greeting, Op, Outcome, Reply, Request, PROGRESS};
 
 type Flags = Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>>;
 
@@ -86,7 +86,10 @@ pub fn run(library: &Path) -> ExitCode {
                 };
                 send(&out, &Reply { id, outcome });
             };
-            let outcome = serve(&plugin, id, request.op, &flags, &emit);
+            let outcome = match request.op {
+                Op::Warmup { config } => warm(&plugin, &config, &|line| emit(PROGRESS, line)),
+                op => serve(&plugin, id, op, &flags, &emit),
+            };
             send(&out, &Reply { id, outcome });
         }));
     }
@@ -143,6 +146,38 @@ impl Workers {
     }
 }
 
+/// How often a warmup's latest log line is looked at.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
+
+/// Warms the plugin up, passing each new line it logs meanwhile to
+/// `progress`, so the host's `/warmup/status` shows an isolated plugin's
+/// progress as it shows an in-process one's.
+fn warm(
+    plugin: &LoadedPlugin,
+    config: &serde_json::Value,
+    progress: &(dyn Fn(&str) + Sync),
+) -> Outcome {
+    let done = AtomicBool::new(false);
+    let result = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut sent: Option<String> = None;
+            while !done.load(Ordering::SeqCst) {
+                let line = plugin_loader::last_log_line(&plugin.info().name);
+                if line.is_some() && line != sent {
+                    progress(line.as_deref().unwrap_or_default());
+                    sent = line;
+                }
+                std::thread::park_timeout(PROGRESS_EVERY);
+            }
+        });
+        let result = plugin.warmup(config);
+        done.store(true, Ordering::SeqCst);
+        watcher.thread().unpark();
+        result
+    });
+    Outcome::from_result(result.map(|()| String::new()))
+}
+
 fn serve(
     plugin: &LoadedPlugin,
     id: u64,
@@ -153,7 +188,7 @@ fn serve(
     let done =
         |r: Result<(), plugin_api::PluginError>| Outcome::from_result(r.map(|()| String::new()));
     match op {
-        Op::Warmup { config } => done(plugin.warmup(&config)),
+        Op::Warmup { config } => warm(plugin, &config, &|_| {}),
         Op::Shutdown => done(plugin.shutdown()),
         Op::Initialize { session, config } => done(plugin.initialize(&session, &config)),
         Op::Cleanup { session } => done(plugin.cleanup(&session)),
