@@ -130,9 +130,36 @@ pub fn last_log_line(plugin: &str) -> Option<String> {
         .cloned()
 }
 
-/// A plugin's log record as a host event: target `plugin`, the plugin's name
-/// and its own module. Emitted on the thread that runs the plugin's code, so
-/// inside a call it carries that call's span (request id, worker, session).
+/// Where plugin log records go instead of this process's `tracing`: level,
+/// plugin, module, message.
+pub type LogSink = fn(u8, &str, &str, &str);
+
+static LOG_SINK: std::sync::OnceLock<LogSink> = std::sync::OnceLock::new();
+
+/// Sends every plugin log record from now on to `sink` instead of
+/// [`log_record`]: a plugin runner process passes them to its host, which
+/// logs them in the span of the call they belong to. Set once; false if a
+/// sink was already set.
+pub fn redirect_logs(sink: LogSink) -> bool {
+    LOG_SINK.set(sink).is_ok()
+}
+
+/// A plugin's log record (by the plugin-api levels, 1 = error … 5 = trace) as
+/// a host event: target `plugin`, the plugin's name and its own module. On a
+/// thread inside a call's span, it carries that span (request id, worker,
+/// session).
+pub fn log_record(level: u8, plugin: &str, module: &str, message: &str) {
+    match level {
+        1 => tracing::error!(target: "plugin", plugin, module, "{message}"),
+        2 => tracing::warn!(target: "plugin", plugin, module, "{message}"),
+        3 => tracing::info!(target: "plugin", plugin, module, "{message}"),
+        4 => tracing::debug!(target: "plugin", plugin, module, "{message}"),
+        _ => tracing::trace!(target: "plugin", plugin, module, "{message}"),
+    }
+}
+
+/// What a plugin's log macros call. Emitted on the thread that runs the
+/// plugin's code, so inside a call it carries that call's span.
 extern "C" fn host_log(level: u8, plugin: RStr<'_>, target: RStr<'_>, message: RStr<'_>) {
     let (plugin, module, message) = (plugin.as_str(), target.as_str(), message.as_str());
     if level <= 3 && IN_WARMUP.with(std::cell::Cell::get) {
@@ -142,12 +169,9 @@ extern "C" fn host_log(level: u8, plugin: RStr<'_>, target: RStr<'_>, message: R
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(plugin.to_string(), line);
     }
-    match level {
-        1 => tracing::error!(target: "plugin", plugin, module, "{message}"),
-        2 => tracing::warn!(target: "plugin", plugin, module, "{message}"),
-        3 => tracing::info!(target: "plugin", plugin, module, "{message}"),
-        4 => tracing::debug!(target: "plugin", plugin, module, "{message}"),
-        _ => tracing::trace!(target: "plugin", plugin, module, "{message}"),
+    match LOG_SINK.get() {
+        Some(sink) => sink(level, plugin, module, message),
+        None => log_record(level, plugin, module, message),
     }
 }
 

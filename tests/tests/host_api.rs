@@ -712,7 +712,20 @@ fn an_invalid_config_fails_at_startup_naming_the_key() {
 
 #[test]
 fn a_plugins_log_lines_reach_the_host_log_with_the_request_id_worker_and_session() {
-    let s = Server::builder().plugin("fixture").start();
+    log_lines_carry_the_call("");
+}
+
+#[test]
+fn an_isolated_plugins_log_lines_carry_the_call_too() {
+    // Logged in the plugin's process, sent to the host with the call's id.
+    log_lines_carry_the_call("[plugins.fixture]\nmode = \"isolated\"\n");
+}
+
+fn log_lines_carry_the_call(plugin_toml: &str) {
+    let s = Server::builder()
+        .plugin("fixture")
+        .toml(plugin_toml)
+        .start();
     let (code, body) = s.request(
         "POST",
         "/execute",

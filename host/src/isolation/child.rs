@@ -49,6 +49,8 @@ pub struct ProcessStatus {
 /// One runner process.
 struct Runner {
     pid: u32,
+    /// The plugin's name, for the log records it sends.
+    plugin: String,
     child: Mutex<Child>,
     stdin: Mutex<Option<ChildStdin>>,
     /// Calls waiting for their reply, by request id.
@@ -256,6 +258,15 @@ fn exchange(
                 }
                 continue;
             }
+            // Logged here, on the caller's thread, in the call's span.
+            Ok(Outcome::Log {
+                level,
+                module,
+                message,
+            }) => {
+                plugin_loader::log_record(level, &runner.plugin, &module, &message);
+                continue;
+            }
             Ok(outcome) => return outcome.into_result(),
             Err(RecvTimeoutError::Disconnected) => return Err(runner.death()),
             Err(RecvTimeoutError::Timeout) => {}
@@ -363,6 +374,7 @@ fn spawn(
     };
     let runner = Arc::new(Runner {
         pid,
+        plugin: info.name.clone(),
         child: Mutex::new(child),
         stdin: Mutex::new(Some(stdin)),
         waiting: Mutex::new(HashMap::new()),
@@ -414,10 +426,27 @@ fn read_replies(runner: &Runner, lines: Lines) {
     for line in lines.lines() {
         let Ok(line) = line else { break };
         match serde_json::from_str::<Reply>(&line) {
-            // A chunk leaves its call waiting for more; anything else ends it.
-            Ok(reply) if matches!(reply.outcome, Outcome::Chunk { .. }) => {
-                if let Some(tx) = lock(&runner.waiting).get(&reply.id) {
-                    let _ = tx.send(reply.outcome);
+            // A chunk or a log record leaves its call waiting for more;
+            // anything else ends it.
+            Ok(reply) if matches!(reply.outcome, Outcome::Chunk { .. } | Outcome::Log { .. }) => {
+                let waiting = lock(&runner.waiting).get(&reply.id).cloned();
+                match (waiting, reply.outcome) {
+                    (Some(tx), outcome) => {
+                        let _ = tx.send(outcome);
+                    }
+                    // From a thread of the plugin's own, or after its call
+                    // ended: logged without a call's span.
+                    (
+                        None,
+                        Outcome::Log {
+                            level,
+                            module,
+                            message,
+                        },
+                    ) => {
+                        plugin_loader::log_record(level, &runner.plugin, &module, &message);
+                    }
+                    (None, _) => {}
                 }
             }
             Ok(reply) => {

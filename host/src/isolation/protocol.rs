@@ -96,6 +96,13 @@ pub enum Outcome {
         stream: String,
         text: String,
     },
+    /// A log record the plugin made while serving request `id` (0: on a
+    /// thread of its own), for the host to log (plugin-api levels).
+    Log {
+        level: u8,
+        module: String,
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -115,7 +122,7 @@ impl Outcome {
             Outcome::Err { kind, message } => {
                 Err(PluginError::new(ErrorKind::from_code(kind), message))
             }
-            Outcome::Chunk { .. } => Err(PluginError::internal(
+            Outcome::Chunk { .. } | Outcome::Log { .. } => Err(PluginError::internal(
                 "the plugin process sent a chunk where a result was due",
             )),
         }

@@ -4,13 +4,14 @@
 //! plugin's info and tools, then serves requests from stdin until stdin
 //! closes, which is how it learns the host stopped or died.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, UNIX_EPOCH};
 
 use plugin_loader::{CallControl, LoadedPlugin};
@@ -18,6 +19,29 @@ use plugin_loader::{CallControl, LoadedPlugin};
 use super::protocol::{Greeting, Op, Outcome, Reply, Request, PROGRESS};
 
 type Flags = Arc<Mutex<HashMap<u64, Arc<AtomicBool>>>>;
+
+/// Where replies go; also used by [`forward_log`].
+static OUT: OnceLock<Arc<Mutex<std::io::Stdout>>> = OnceLock::new();
+
+thread_local! {
+    /// The request this thread serves (0: none).
+    static SERVING: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The plugin's log records go to the host as `log` replies of the request
+/// being served, so the host logs them in that call's span (request id,
+/// worker, session) and through its own log settings.
+fn forward_log(level: u8, _plugin: &str, module: &str, message: &str) {
+    if let Some(out) = OUT.get() {
+        let outcome = Outcome::Log {
+            level,
+            module: module.to_string(),
+            message: message.to_string(),
+        };
+        let id = SERVING.with(Cell::get);
+        send(out, &Reply { id, outcome });
+    }
+}
 
 /// One line to stdout; lines of concurrent replies never interleave.
 fn send(out: &Mutex<std::io::Stdout>, line: &impl serde::Serialize) {
@@ -53,6 +77,10 @@ pub fn run(library: &Path) -> ExitCode {
             tools: plugin.tools().to_vec(),
         },
     );
+    // After the greeting, which must be the first line.
+    if OUT.set(out.clone()).is_ok() {
+        plugin_loader::redirect_logs(forward_log);
+    }
     let flags: Flags = Arc::default();
     let workers = Workers::default();
     for line in std::io::stdin().lock().lines() {
@@ -79,6 +107,7 @@ pub fn run(library: &Path) -> ExitCode {
         let (plugin, out, flags) = (plugin.clone(), out.clone(), flags.clone());
         workers.run(Box::new(move || {
             let id = request.id;
+            SERVING.with(|s| s.set(id));
             let emit = |stream: &str, text: &str| {
                 let outcome = Outcome::Chunk {
                     stream: stream.to_string(),
@@ -91,6 +120,7 @@ pub fn run(library: &Path) -> ExitCode {
                 op => serve(&plugin, id, op, &flags, &emit),
             };
             send(&out, &Reply { id, outcome });
+            SERVING.with(|s| s.set(0));
         }));
     }
     // The host closed our stdin (it stopped, or died): end every session.
