@@ -13,6 +13,7 @@ pub mod isolation;
 mod mcp;
 mod metrics;
 mod native;
+mod openmp;
 pub mod server;
 mod shutdown;
 mod watcher;

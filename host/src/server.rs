@@ -12,7 +12,15 @@ use crate::shutdown::ShutdownHandle;
 use crate::web::{self, AppState};
 
 pub fn run(args: ServeArgs) -> ExitCode {
+    // Still the only thread: the environment may change.
+    let passive = crate::openmp::prefer_passive_wait();
     init_logging();
+    if passive {
+        tracing::info!(
+            "{}=passive: OpenMP threads of plugins sleep when idle (set the variable to choose otherwise)",
+            crate::openmp::WAIT_POLICY
+        );
+    }
     let config = match load_config(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -125,8 +125,8 @@ fn describe(cx: &Ctx<'_>, section: &mut Section, manifest: &Value, n: u64) {
          and `IndexIVFFlat` ({nlist} lists trained on {train} vectors, nprobe = {nprobe} stored \
          in the file), all inner product. They are made once and kept under the target directory \
          (`target/bench-faiss/`, never committed); building them on this machine's {cores} cores \
-         took: flat {flat:.0} s, IVF {ivf:.0} s (training and adding), HNSW {hnsw:.0} s ({when}, \
-         load average {load} when done).",
+         took: flat {flat:.0} s, IVF {ivf:.0} s (training and adding), HNSW {hnsw:.0} s \
+         ({when}{load}).",
         dims = p["dims"],
         queries = p["queries"],
         centres = p["centres"],
@@ -142,7 +142,10 @@ fn describe(cx: &Ctx<'_>, section: &mut Section, manifest: &Value, n: u64) {
         ivf = secs("ivf"),
         hnsw = secs("hnsw"),
         when = manifest["built_at"].as_str().unwrap_or("?"),
-        load = manifest["load_average"].as_str().unwrap_or("not recorded"),
+        load = manifest["load_average"]
+            .as_str()
+            .map(|l| format!(", load average {l} when done"))
+            .unwrap_or_default(),
     ));
 }
 
