@@ -189,20 +189,25 @@ fn warm(
 ) -> Outcome {
     let done = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {
-        let watcher = scope.spawn(|| {
-            let mut sent: Option<String> = None;
-            while !done.load(Ordering::SeqCst) {
-                let line = plugin_loader::last_log_line(&plugin.info().name);
-                if line.is_some() && line != sent {
-                    progress(line.as_deref().unwrap_or_default());
-                    sent = line;
+        // Without a thread to watch, the warmup still runs (no progress).
+        let watcher = std::thread::Builder::new()
+            .name("warmup-progress".into())
+            .spawn_scoped(scope, || {
+                let mut sent: Option<String> = None;
+                while !done.load(Ordering::SeqCst) {
+                    let line = plugin_loader::last_log_line(&plugin.info().name);
+                    if line.is_some() && line != sent {
+                        progress(line.as_deref().unwrap_or_default());
+                        sent = line;
+                    }
+                    std::thread::park_timeout(PROGRESS_EVERY);
                 }
-                std::thread::park_timeout(PROGRESS_EVERY);
-            }
-        });
+            });
         let result = plugin.warmup(config);
         done.store(true, Ordering::SeqCst);
-        watcher.thread().unpark();
+        if let Ok(watcher) = &watcher {
+            watcher.thread().unpark();
+        }
         result
     });
     Outcome::from_result(result.map(|()| String::new()))
