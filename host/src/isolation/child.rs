@@ -429,24 +429,19 @@ fn read_replies(runner: &Runner, lines: Lines) {
             // A chunk or a log record leaves its call waiting for more;
             // anything else ends it.
             Ok(reply) if matches!(reply.outcome, Outcome::Chunk { .. } | Outcome::Log { .. }) => {
-                let waiting = lock(&runner.waiting).get(&reply.id).cloned();
-                match (waiting, reply.outcome) {
-                    (Some(tx), outcome) => {
-                        let _ = tx.send(outcome);
-                    }
-                    // From a thread of the plugin's own, or after its call
-                    // ended: logged without a call's span.
-                    (
-                        None,
-                        Outcome::Log {
-                            level,
-                            module,
-                            message,
-                        },
-                    ) => {
-                        plugin_loader::log_record(level, &runner.plugin, &module, &message);
-                    }
-                    (None, _) => {}
+                let unrouted = match lock(&runner.waiting).get(&reply.id) {
+                    Some(tx) => tx.send(reply.outcome).err().map(|e| e.0),
+                    None => Some(reply.outcome),
+                };
+                // From a thread of the plugin's own, or after its call
+                // ended: logged without a call's span.
+                if let Some(Outcome::Log {
+                    level,
+                    module,
+                    message,
+                }) = unrouted
+                {
+                    plugin_loader::log_record(level, &runner.plugin, &module, &message);
                 }
             }
             Ok(reply) => {

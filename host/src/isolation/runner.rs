@@ -115,10 +115,7 @@ pub fn run(library: &Path) -> ExitCode {
                 };
                 send(&out, &Reply { id, outcome });
             };
-            let outcome = match request.op {
-                Op::Warmup { config } => warm(&plugin, &config, &|line| emit(PROGRESS, line)),
-                op => serve(&plugin, id, op, &flags, &emit),
-            };
+            let outcome = serve(&plugin, id, request.op, &flags, &emit);
             send(&out, &Reply { id, outcome });
             SERVING.with(|s| s.set(0));
         }));
@@ -218,12 +215,12 @@ fn serve(
     id: u64,
     op: Op,
     flags: &Flags,
-    emit: plugin_api::Emit<'_>,
+    emit: &(dyn Fn(&str, &str) + Sync),
 ) -> Outcome {
     let done =
         |r: Result<(), plugin_api::PluginError>| Outcome::from_result(r.map(|()| String::new()));
     match op {
-        Op::Warmup { config } => warm(plugin, &config, &|_| {}),
+        Op::Warmup { config } => warm(plugin, &config, &|line| emit(PROGRESS, line)),
         Op::Shutdown => done(plugin.shutdown()),
         Op::Initialize { session, config } => done(plugin.initialize(&session, &config)),
         Op::Cleanup { session } => done(plugin.cleanup(&session)),
